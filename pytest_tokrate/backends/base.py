@@ -1,0 +1,137 @@
+"""The one interface every backend implements.
+
+A backend turns a :class:`Request` into a stream of events: zero or more
+:class:`~pytest_tokrate.measure.TextChunk` followed by exactly one
+:class:`~pytest_tokrate.measure.EngineReport`. It does not time anything: the runner
+stamps each event as it is yielded, so every backend is measured by the same clock.
+The request is sent when the iterator is first advanced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ..measure import EngineReport, TextChunk
+
+Event = TextChunk | EngineReport
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation request, already resolved from options, marker and call arguments.
+
+    Exactly one of ``prompt`` and ``messages`` is set. ``options`` holds Ollama-style
+    generation options (``num_predict``, ``num_ctx``, ``num_thread``, ``temperature``,
+    ``seed``, ``stop``, ...); each backend maps them onto its engine.
+    """
+
+    prompt: str | None = None
+    messages: tuple[Message, ...] | None = None
+    system: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    format: str | dict[str, Any] | None = None
+    timeout_s: float = 120.0
+    #: Set by the runner for measured rounds when the prompt cache must be defeated; a
+    #: backend that can clear its cache does so, a server backend prefixes the nonce.
+    bust_cache: bool = False
+    cache_nonce: str | None = None
+    raw: bool = False
+
+    def system_with_nonce(self, apply_nonce: bool) -> str | None:
+        """The system prompt, with the cache nonce line in front when asked to."""
+        system = self.system
+        if self.messages and self.messages[0].role == "system" and system is None:
+            system = self.messages[0].content
+        if apply_nonce and self.bust_cache and self.cache_nonce is not None:
+            # A short unique line at the very start defeats any prefix cache.
+            tag = f"[run {self.cache_nonce}]"
+            system = f"{tag}\n{system}" if system else tag
+        return system
+
+    def chat_messages(self, apply_nonce: bool = False) -> list[dict[str, str]]:
+        """The request as chat messages (system first)."""
+        out: list[dict[str, str]] = []
+        if self.messages is not None:
+            msgs = [m.to_dict() for m in self.messages]
+        else:
+            msgs = [{"role": "user", "content": self.prompt or ""}]
+        if msgs and msgs[0]["role"] == "system" and self.system is None:
+            msgs = msgs[1:]
+        system = self.system_with_nonce(apply_nonce)
+        if system is not None:
+            out.append({"role": "system", "content": system})
+        out.extend(msgs)
+        return out
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Facts about the model under test (what ``ollama show`` prints, for a GGUF)."""
+
+    name: str
+    backend: str
+    architecture: str | None = None
+    parameter_count: int | None = None
+    parameter_size: str | None = None
+    quantization: str | None = None
+    context_length: int | None = None
+    embedding_length: int | None = None
+    family: str | None = None
+    format: str | None = None
+    digest: str | None = None
+    engine_version: str | None = None
+    server_version: str | None = None
+    size_bytes: int | None = None
+    size_vram_bytes: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "architecture": self.architecture,
+            "parameter_count": self.parameter_count,
+            "parameter_size": self.parameter_size,
+            "quantization": self.quantization,
+            "context_length": self.context_length,
+            "embedding_length": self.embedding_length,
+            "family": self.family,
+            "format": self.format,
+            "digest": self.digest,
+            "engine_version": self.engine_version,
+            "server_version": self.server_version,
+            "size_bytes": self.size_bytes,
+            "size_vram_bytes": self.size_vram_bytes,
+            "extra": dict(self.extra),
+        }
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the runner needs from an engine or server."""
+
+    name: str
+    #: How many requests the engine serves at once; 1 means requests are serialised.
+    max_parallel: int
+    #: How the backend defeats prompt caching: "kv-reset", "nonce-prefix" or "none".
+    cache_busting: str
+
+    def model_info(self) -> ModelInfo: ...
+
+    def stream(self, request: Request) -> Iterator[Event]: ...
+
+    def close(self) -> None: ...
+
+
+__all__ = ["Backend", "Event", "Message", "ModelInfo", "Request"]

@@ -1,0 +1,373 @@
+"""The embedded engine: a GGUF model run in-process by llama.cpp (llama-cpp-python).
+
+Zero setup: no server. Generation is driven token by token through ``Llama.generate`` so
+that every token is seen as it is sampled, and the engine's own timers
+(``llama_perf_context``: prefill and decode milliseconds and token counts) are read after
+each request. The prompt cache is defeated by clearing the KV cache before a measured
+round, so the prompt is always fully evaluated ("kv-reset").
+
+The engine serves one request at a time (``max_parallel = 1``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import ctypes
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import BackendUnavailable, InfrastructureError, UsageError
+from ..measure import EngineReport, TextChunk
+from ..models import ModelSpec
+from .base import Event, ModelInfo, Request
+
+# llama.cpp's enum llama_ftype -> the names `ollama show` uses for quantization levels.
+FTYPE_NAMES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
+    10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
+    16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S",
+    22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M",
+    28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0",
+}  # fmt: skip
+FTYPE_BY_NAME = {name: code for code, name in FTYPE_NAMES.items()}
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+_QUANTIZE_LOCK = threading.Lock()
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"the embedded engine needs llama-cpp-python, which cannot be imported ({exc}): "
+            'install it with `pip install "pytest-tokrate[embedded]"`.'
+        ) from None
+    return llama_cpp
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a model file, cached per (path, size, mtime) for the process."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[key] = "sha256:" + h.hexdigest()
+    return _DIGESTS[key]
+
+
+def quantize(source: Path, target: Path, quant: str) -> Path:
+    """Requantise a GGUF file with llama.cpp (written to a temporary file, then renamed)."""
+    llama_cpp = _import_llama_cpp()
+    if quant not in FTYPE_BY_NAME:
+        raise UsageError(f"unknown quantization {quant!r}: use one of {', '.join(FTYPE_BY_NAME)}.")
+    with _QUANTIZE_LOCK:
+        if target.is_file():
+            return target
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create the model cache directory {target.parent} ({exc.strerror}): "
+                "set TOKRATE_CACHE_DIR to a writable directory."
+            ) from None
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = FTYPE_BY_NAME[quant]
+        params.allow_requantize = True
+        params.nthread = os.cpu_count() or 1
+        code = llama_cpp.llama_model_quantize(
+            str(source).encode(), str(tmp).encode(), ctypes.byref(params)
+        )
+        if code != 0 or not tmp.is_file():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise InfrastructureError(
+                f"llama.cpp could not requantize {source} to {quant} (code {code})."
+            )
+        os.replace(tmp, target)
+    return target
+
+
+class LlamaCppBackend:
+    """Runs one GGUF model in-process; one request at a time."""
+
+    name = "embedded"
+    max_parallel = 1
+    cache_busting = "kv-reset"
+
+    def __init__(self, spec: ModelSpec) -> None:
+        if spec.path is None:
+            raise UsageError(f"model {spec.name!r} has no GGUF path.")
+        self.spec = spec
+        self._llama_cpp = _import_llama_cpp()
+        if spec.quantize_to and spec.base_path and not spec.path.is_file():
+            quantize(spec.base_path, spec.path, spec.quantize_to)
+        self.path = spec.path
+        self._instances: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._info: ModelInfo | None = None
+        self._pending_load_ns: int | None = None
+        self._formatter: Any = None
+
+    # -- model handling -------------------------------------------------------------
+
+    def _llama(self, n_ctx: int, n_threads: int) -> Any:
+        llm = self._instances.get(n_ctx)
+        if llm is None:
+            t = time.perf_counter_ns()
+            try:
+                with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+                    llm = self._llama_cpp.Llama(
+                        model_path=str(self.path),
+                        n_ctx=n_ctx,
+                        n_threads=n_threads,
+                        n_threads_batch=n_threads,
+                        verbose=False,
+                        no_perf=False,
+                    )
+            except (ValueError, RuntimeError, OSError) as exc:
+                raise InfrastructureError(
+                    f"llama.cpp could not load {self.path} with num_ctx={n_ctx} ({exc}): "
+                    "check that the file is a complete GGUF model and that num_ctx fits memory."
+                ) from None
+            self._pending_load_ns = time.perf_counter_ns() - t
+            # Keep at most two contexts (e.g. two num_ctx values) to bound memory.
+            if len(self._instances) >= 2:
+                old = self._instances.pop(next(iter(self._instances)))
+                with contextlib.suppress(Exception):
+                    old.close()
+            self._instances[n_ctx] = llm
+        return llm
+
+    def _chat_prompt(self, llm: Any, request: Request) -> str:
+        if request.raw:
+            system = request.system_with_nonce(apply_nonce=False)
+            prompt = request.prompt or ""
+            return f"{system}\n{prompt}" if system else prompt
+        if self._formatter is None:
+            template = llm.metadata.get("tokenizer.chat_template")
+            if not template:
+                return request.prompt or "\n".join(
+                    m["content"] for m in request.chat_messages(apply_nonce=False)
+                )
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            eos = llm._model.token_get_text(llm.token_eos())
+            bos = llm._model.token_get_text(llm.token_bos())
+            self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        return str(self._formatter(messages=request.chat_messages(apply_nonce=False)).prompt)
+
+    def model_info(self) -> ModelInfo:
+        if self._info is None:
+            llm = self._llama(_num_ctx({}), _threads({}))
+            meta: dict[str, str] = dict(llm.metadata)
+            arch = meta.get("general.architecture")
+            params = int(self._llama_cpp.llama_model_n_params(llm.model))
+            desc = ctypes.create_string_buffer(256)
+            self._llama_cpp.llama_model_desc(llm.model, desc, 256)
+            ftype = meta.get("general.file_type")
+            quant = FTYPE_NAMES.get(int(ftype)) if ftype and ftype.isdigit() else None
+            self._info = ModelInfo(
+                name=self.spec.name,
+                backend=self.name,
+                architecture=arch,
+                parameter_count=params,
+                parameter_size=_size_label(params),
+                quantization=quant,
+                context_length=_int_or_none(meta.get(f"{arch}.context_length")),
+                embedding_length=_int_or_none(meta.get(f"{arch}.embedding_length")),
+                family=arch,
+                format="gguf",
+                digest=file_digest(self.path),
+                engine_version=f"llama-cpp-python {self._llama_cpp.__version__}",
+                size_bytes=self.path.stat().st_size,
+                extra={
+                    "file": self.path.name,
+                    "description": desc.value.decode(errors="replace"),
+                    "general.name": meta.get("general.name"),
+                },
+            )
+        return self._info
+
+    # -- streaming --------------------------------------------------------------------
+
+    def stream(self, request: Request) -> Iterator[Event]:
+        with self._lock:
+            yield from self._stream_locked(request)
+
+    def _stream_locked(self, request: Request) -> Iterator[Event]:
+        lc = self._llama_cpp
+        opts = request.options
+        n_ctx = _num_ctx(opts)
+        threads = _threads(opts)
+        t_start = time.perf_counter_ns()
+        llm = self._llama(n_ctx, threads)
+        load_ns, self._pending_load_ns = self._pending_load_ns, None
+        lc.llama_set_n_threads(llm._ctx.ctx, threads, threads)
+        prompt = self._chat_prompt(llm, request)
+        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        num_predict = int(opts.get("num_predict", 64))
+        if len(tokens) >= n_ctx:
+            raise UsageError(
+                f"the prompt has {len(tokens)} tokens but num_ctx is {n_ctx}: raise num_ctx "
+                "(e.g. --tokrate-num-ctx) or shorten the prompt."
+            )
+        limit = n_ctx - len(tokens)
+        if num_predict > 0:
+            limit = min(limit, num_predict)
+        cached = 0
+        if request.bust_cache:
+            llm.reset()  # forget the KV cache: the whole prompt is evaluated again
+        else:
+            cached = _common_prefix(llm, tokens)
+        seed = opts.get("seed")
+        if seed is not None:
+            llm.set_seed(int(seed))
+        grammar = _grammar(request.format)
+        stops = [s for s in (opts.get("stop") or []) if s]
+        lc.llama_perf_context_reset(llm._ctx.ctx)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        vocab = llm._model.vocab
+        n = 0
+        pending = 0
+        text_so_far = ""
+        done_reason = "length"
+        try:
+            generator = llm.generate(
+                tokens,
+                temp=float(opts.get("temperature", 0.0)),
+                top_k=int(opts.get("top_k", 40)),
+                top_p=float(opts.get("top_p", 0.9)),
+                min_p=float(opts.get("min_p", 0.0)),
+                typical_p=float(opts.get("typical_p", 1.0)),
+                repeat_penalty=float(opts.get("repeat_penalty", 1.0)),
+                presence_penalty=float(opts.get("presence_penalty", 0.0)),
+                frequency_penalty=float(opts.get("frequency_penalty", 0.0)),
+                reset=True,
+                grammar=grammar,
+            )
+            for token in generator:
+                if lc.llama_vocab_is_eog(vocab, token):
+                    done_reason = "stop"
+                    break
+                n += 1
+                pending += 1
+                piece = decoder.decode(llm.detokenize([token], special=False))
+                stop_hit = False
+                if stops and piece:
+                    text_so_far += piece
+                    for stop in stops:
+                        idx = text_so_far.find(stop)
+                        if idx >= 0:
+                            # cut the piece where the stop sequence begins
+                            keep = idx - (len(text_so_far) - len(piece))
+                            piece = piece[: max(keep, 0)]
+                            stop_hit = True
+                            break
+                if piece:
+                    yield TextChunk(piece, tokens=pending)
+                    pending = 0
+                if stop_hit:
+                    done_reason = "stop"
+                    break
+                if n >= limit:
+                    done_reason = "length"
+                    break
+            generator.close()
+        except (RuntimeError, ValueError) as exc:
+            raise InfrastructureError(f"llama.cpp failed while generating: {exc}") from None
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield TextChunk(tail, tokens=pending or None)
+        perf = lc.llama_perf_context(llm._ctx.ctx)
+        n_p_eval, n_eval = int(perf.n_p_eval), int(perf.n_eval)
+        t_p_eval_ns = int(perf.t_p_eval_ms * 1e6)
+        t_eval_ns = int(perf.t_eval_ms * 1e6)
+        processed = len(tokens) - cached
+        if processed == 1 and n_p_eval == 0:
+            # A one-token prompt suffix is timed by llama.cpp as a decode step.
+            n_p_eval, n_eval = 1, max(n_eval - 1, 0)
+        yield EngineReport(
+            output_tokens=n,
+            prompt_tokens=len(tokens),
+            prompt_tokens_processed=n_p_eval,
+            prompt_tokens_cached=cached,
+            decode_tokens=n_eval,
+            decode_ns=t_eval_ns if n_eval else None,
+            prefill_ns=t_p_eval_ns if n_p_eval else None,
+            load_ns=load_ns,
+            total_ns=time.perf_counter_ns() - t_start,
+            done_reason=done_reason,
+            extra={"num_thread": threads, "num_ctx": n_ctx},
+        )
+
+    def close(self) -> None:
+        for llm in self._instances.values():
+            with contextlib.suppress(Exception):
+                llm.close()
+        self._instances.clear()
+
+
+def _common_prefix(llm: Any, tokens: list[int]) -> int:
+    count = 0
+    for a, b in zip(llm._input_ids[: llm.n_tokens], tokens, strict=False):
+        if a != b:
+            break
+        count += 1
+    return min(count, max(len(tokens) - 1, 0))
+
+
+def _grammar(fmt: str | dict[str, Any] | None) -> Any:
+    if fmt is None or fmt == "":
+        return None
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+        if fmt == "json":
+            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        if isinstance(fmt, dict):
+            return LlamaGrammar.from_json_schema(json.dumps(fmt), verbose=False)
+    raise UsageError(
+        f"format={fmt!r} is not supported: use 'json' or a JSON Schema object (a dict)."
+    )
+
+
+def _num_ctx(opts: Any) -> int:
+    return int(opts.get("num_ctx") or 2048)
+
+
+def _threads(opts: Any) -> int:
+    value = int(opts.get("num_thread") or 0)
+    if value > 0:
+        return value
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _size_label(params: int) -> str:
+    if params >= 1_000_000_000:
+        return f"{params / 1e9:.1f}B"
+    return f"{params / 1e6:.0f}M"
+
+
+__all__ = ["FTYPE_NAMES", "LlamaCppBackend", "file_digest", "quantize"]

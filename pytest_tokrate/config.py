@@ -1,0 +1,279 @@
+"""Option values: parsing, validation and precedence (CLI > call/marker > ini > default).
+
+Pure: no pytest. Every parser raises :class:`UsageError` whose message names the setting,
+shows the bad value and says what is accepted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UsageError
+
+BACKENDS = ("auto", "embedded", "ollama", "openai")
+CACHE_MODES = ("bust", "allow")
+MISSING_MODEL_MODES = ("auto", "skip", "error")
+
+DEFAULT_ROUNDS = 5
+DEFAULT_WARMUP = 1
+DEFAULT_NUM_PREDICT = 64
+DEFAULT_NUM_CTX = 2048
+DEFAULT_SEED = 42
+DEFAULT_TEMPERATURE = 0.0
+DEFAULT_TIMEOUT_S = 120.0
+
+# Generation options understood by Ollama (api.Options / api.Runner), with their types.
+# Each backend maps what it supports; the rest are passed through where possible.
+_INT, _FLOAT, _BOOL, _STOP, _ANY = "integer", "number", "boolean", "list of strings", "any"
+KNOWN_OPTIONS: dict[str, str] = {
+    "num_predict": _INT,
+    "num_ctx": _INT,
+    "num_thread": _INT,
+    "num_batch": _INT,
+    "num_gpu": _INT,
+    "main_gpu": _INT,
+    "num_keep": _INT,
+    "seed": _INT,
+    "temperature": _FLOAT,
+    "top_k": _INT,
+    "top_p": _FLOAT,
+    "min_p": _FLOAT,
+    "typical_p": _FLOAT,
+    "repeat_last_n": _INT,
+    "repeat_penalty": _FLOAT,
+    "presence_penalty": _FLOAT,
+    "frequency_penalty": _FLOAT,
+    "stop": _STOP,
+    "use_mmap": _BOOL,
+    "keep_alive": _ANY,
+}
+
+
+def _fail(setting: str, value: object, expected: str) -> UsageError:
+    return UsageError(f"{setting}: invalid value {value!r}: expected {expected}.")
+
+
+def parse_int(setting: str, value: object, minimum: int | None = None) -> int:
+    """An integer, optionally bounded below; accepts int or decimal strings."""
+    if isinstance(value, bool):
+        raise _fail(setting, value, "an integer")
+    if isinstance(value, int):
+        out = value
+    elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        out = int(value)
+    else:
+        raise _fail(setting, value, "an integer")
+    if minimum is not None and out < minimum:
+        raise _fail(setting, value, f"an integer >= {minimum}")
+    return out
+
+
+def parse_float(setting: str, value: object, minimum: float | None = None) -> float:
+    if isinstance(value, bool):
+        raise _fail(setting, value, "a number")
+    try:
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise _fail(setting, value, "a number") from None
+    if out != out or out in (float("inf"), float("-inf")):
+        raise _fail(setting, value, "a finite number")
+    if minimum is not None and out < minimum:
+        raise _fail(setting, value, f"a number >= {minimum}")
+    return out
+
+
+def parse_choice(setting: str, value: object, choices: Iterable[str]) -> str:
+    options = tuple(choices)
+    text = str(value).strip().lower()
+    if text not in options:
+        raise _fail(setting, value, "one of " + ", ".join(options))
+    return text
+
+
+def _coerce_option_value(key: str, value: object) -> object:
+    kind = KNOWN_OPTIONS[key]
+    setting = f"option {key!r}"
+    if kind == _INT:
+        if key == "num_predict":
+            out = parse_int(setting, value)
+            if out == 0 or out < -2:
+                raise _fail(setting, value, "a generation length >= 1 (or -1 for unbounded)")
+            return out
+        minimum = {"num_ctx": 1, "num_thread": 0, "num_batch": 1}.get(key)
+        return parse_int(setting, value, minimum)
+    if kind == _FLOAT:
+        return parse_float(setting, value, 0.0)
+    if kind == _BOOL:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise _fail(setting, value, "true or false")
+    if kind == _STOP:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise _fail(setting, value, "a string or a list of strings")
+    return value
+
+
+def validate_options(options: Mapping[str, Any], source: str = "options") -> dict[str, Any]:
+    """Check keys and value types of generation options; returns coerced copies."""
+    if not isinstance(options, Mapping):
+        raise UsageError(
+            f"{source}: invalid value {options!r}: expected a mapping such as "
+            "{'num_predict': 64, 'temperature': 0}."
+        )
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in KNOWN_OPTIONS:
+            close = difflib.get_close_matches(str(key), KNOWN_OPTIONS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UsageError(
+                f"{source}: unknown generation option {key!r}.{hint} Known options: "
+                + ", ".join(sorted(KNOWN_OPTIONS))
+                + "."
+            )
+        out[key] = _coerce_option_value(key, value)
+    return out
+
+
+def parse_option_pair(text: str, source: str = "--tokrate-option") -> tuple[str, Any]:
+    """Parse ``KEY=VALUE``; the value is read as JSON when it parses, else as a string."""
+    if "=" not in text:
+        raise UsageError(
+            f"{source}: invalid value {text!r}: expected KEY=VALUE, e.g. num_thread=2."
+        )
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    raw = raw.strip()
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    coerced = validate_options({key: value}, source)
+    return key, coerced[key]
+
+
+def parse_option_lines(lines: Iterable[str], source: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, value = parse_option_pair(line, source)
+        out[key] = value
+    return out
+
+
+def parse_model_list(value: str, source: str = "--tokrate-model") -> tuple[str, ...]:
+    """A comma-separated list of model names; empty items are an error."""
+    items = tuple(part.strip() for part in str(value).split(","))
+    if not any(items):
+        raise UsageError(
+            f"{source}: empty model name {value!r}: pass a model such as "
+            "--tokrate-model=smollm2 (embedded) or --tokrate-model=gemma2:2b (Ollama)."
+        )
+    if any(not item for item in items):
+        raise UsageError(
+            f"{source}: empty model name in the list {value!r}: separate models with single "
+            "commas, e.g. --tokrate-model=smollm2,smollm2-q2_k."
+        )
+    if len(set(items)) != len(items):
+        raise UsageError(f"{source}: a model is listed twice in {value!r}: list each once.")
+    return items
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything one ``tokrate.run`` call needs, after precedence was applied."""
+
+    rounds: int = DEFAULT_ROUNDS
+    warmup: int = DEFAULT_WARMUP
+    options: dict[str, Any] = field(default_factory=dict)
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    cache: str = "bust"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rounds": self.rounds,
+            "warmup": self.warmup,
+            "options": dict(self.options),
+            "timeout_s": self.timeout_s,
+            "cache": self.cache,
+        }
+
+
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "num_predict": DEFAULT_NUM_PREDICT,
+    "num_ctx": DEFAULT_NUM_CTX,
+    "temperature": DEFAULT_TEMPERATURE,
+    "seed": DEFAULT_SEED,
+}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Values given at one level of precedence; ``None`` means "not set here"."""
+
+    source: str
+    rounds: object = None
+    warmup: object = None
+    timeout: object = None
+    cache: object = None
+    options: Mapping[str, Any] | None = None
+
+
+def resolve(layers: Iterable[Layer]) -> RunSettings:
+    """Merge layers given from lowest to highest precedence, validating each value.
+
+    Generation options merge key by key, so ``--tokrate-option num_thread=2`` keeps a
+    marker's ``num_predict``.
+    """
+    rounds: int = DEFAULT_ROUNDS
+    warmup: int = DEFAULT_WARMUP
+    timeout: float = DEFAULT_TIMEOUT_S
+    cache = "bust"
+    options: dict[str, Any] = dict(DEFAULT_OPTIONS)
+    for layer in layers:
+        if layer.rounds is not None:
+            rounds = parse_int(f"{layer.source} rounds", layer.rounds, minimum=1)
+        if layer.warmup is not None:
+            warmup = parse_int(f"{layer.source} warmup", layer.warmup, minimum=0)
+        if layer.timeout is not None:
+            timeout = parse_float(f"{layer.source} timeout", layer.timeout)
+            if timeout <= 0:
+                raise _fail(f"{layer.source} timeout", layer.timeout, "a number of seconds > 0")
+        if layer.cache is not None:
+            cache = parse_choice(f"{layer.source} cache", layer.cache, CACHE_MODES)
+        if layer.options is not None:
+            options.update(validate_options(layer.options, f"{layer.source} options"))
+    return RunSettings(
+        rounds=rounds, warmup=warmup, options=options, timeout_s=timeout, cache=cache
+    )
+
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_OPTIONS",
+    "KNOWN_OPTIONS",
+    "Layer",
+    "RunSettings",
+    "parse_choice",
+    "parse_float",
+    "parse_int",
+    "parse_model_list",
+    "parse_option_lines",
+    "parse_option_pair",
+    "resolve",
+    "validate_options",
+]

@@ -1,0 +1,89 @@
+"""Turning measurements into text: the terminal table at the end of a run.
+
+Pure: returns plain strings; the glue writes them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from .result import Measurement
+from .stats import Summary
+
+
+def fmt_value(x: float, scale: float = 1.0, digits: int = 1) -> str:
+    if x is None or math.isnan(x):
+        return "-"
+    return f"{x * scale:.{digits}f}"
+
+
+def fmt_summary(s: Summary, scale: float = 1.0, digits: int = 1) -> str:
+    """``median ±stdev`` of a summary, '-' when there is no value."""
+    if s.n == 0:
+        return "-"
+    if s.n == 1:
+        return fmt_value(s.median, scale, digits)
+    return f"{fmt_value(s.median, scale, digits)} ±{fmt_value(s.stdev, scale, digits)}"
+
+
+COLUMNS: tuple[tuple[str, Callable[[Measurement], str]], ...] = (
+    ("decode tok/s", lambda m: fmt_summary(m.decode_tps)),
+    ("prefill tok/s", lambda m: fmt_summary(m.prefill_tps, digits=0)),
+    ("TTFT ms", lambda m: fmt_summary(m.ttft, 1000.0)),
+    ("TPOT ms", lambda m: fmt_summary(m.tpot, 1000.0, 2)),
+    ("E2E ms", lambda m: fmt_summary(m.e2e, 1000.0, 0)),
+    ("out tok", lambda m: fmt_summary(m.output_tokens, digits=0)),
+    ("rounds", lambda m: str(m.rounds)),
+)
+
+
+def _name(m: Measurement) -> str:
+    name = m.test_id or "?"
+    if m.label:
+        name += f" ({m.label})"
+    return name
+
+
+def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> list[str]:
+    widths = [len(h) for h in header]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    out = [line(header), "  ".join("-" * w for w in widths)]
+    out.extend(line(r) for r in rows)
+    return out
+
+
+def terminal_lines(results: Sequence[Measurement]) -> list[str]:
+    """One row per test and model: medians with their standard deviation."""
+    if not results:
+        return []
+    header = ["test", "model", *(c[0] for c in COLUMNS)]
+    rows = []
+    for m in results:
+        rows.append([_name(m), m.model.name, *(fn(m) for _, fn in COLUMNS)])
+    lines = table(rows, header)
+    lines.append("values: median ±stdev over the measured rounds (warm-up excluded)")
+    notes = []
+    for m in results:
+        if m.empty_rounds:
+            notes.append(
+                f"note: {_name(m)} on {m.model.name}: {m.empty_rounds} of {m.rounds} rounds "
+                "produced no tokens (no rates for those rounds)"
+            )
+        if m.decode_tps_engine.n == 0 and m.decode_tps.n > 0:
+            notes.append(
+                f"note: {_name(m)} on {m.model.name}: no engine timings; decode tok/s is the "
+                "client-side (n-1)/(t_end - t_first)"
+            )
+    lines.extend(notes)
+    return lines
+
+
+__all__ = ["fmt_summary", "table", "terminal_lines"]

@@ -1,0 +1,130 @@
+"""Drives any backend: warm-up rounds, measured rounds, cache busting, timing.
+
+The runner owns the clock. It stamps each event the backend yields the moment it is
+received, so all backends are measured the same way, and it never counts warm-up rounds.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from . import __version__
+from .backends.base import Backend, Request
+from .config import RunSettings
+from .errors import InfrastructureError, RequestTimeout, ServerError
+from .measure import EngineReport, RawRound, StampedChunk, TextChunk, derive_sample
+from .result import Measurement
+
+Clock = Callable[[], int]
+
+
+def _nonce() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+class Runner:
+    """Runs requests through a backend and turns them into a :class:`Measurement`."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        clock: Clock = time.perf_counter_ns,
+        nonce: Callable[[], str] = _nonce,
+    ) -> None:
+        self.backend = backend
+        self.clock = clock
+        self.nonce = nonce
+
+    def one_round(self, request: Request) -> RawRound:
+        """Send one request and stamp every event; raises on an incomplete stream."""
+        clock = self.clock
+        deadline_ns = int(request.timeout_s * 1e9)
+        chunks: list[StampedChunk] = []
+        final: EngineReport | None = None
+        t0 = clock()
+        t_end = t0
+        stream = self.backend.stream(request)
+        try:
+            for event in stream:
+                t = clock()
+                if isinstance(event, TextChunk):
+                    chunks.append(StampedChunk(event.text, t, event.tokens))
+                elif isinstance(event, EngineReport):
+                    final = event
+                    t_end = t
+                    break
+                if t - t0 > deadline_ns:
+                    raise RequestTimeout(
+                        f"the request ran past its timeout of {request.timeout_s:g} s "
+                        f"after {len(chunks)} chunks: raise --tokrate-timeout or lower "
+                        "num_predict. The partial round was discarded."
+                    )
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        if final is None:
+            raise ServerError(
+                f"the stream ended after {len(chunks)} chunks without the engine's final "
+                "report (connection dropped?): the partial round was discarded."
+            )
+        return RawRound(t0_ns=t0, chunks=tuple(chunks), t_end_ns=t_end, engine=final)
+
+    def request_for_round(self, request: Request, settings: RunSettings, measured: bool) -> Request:
+        if measured and settings.cache == "bust":
+            return replace(request, bust_cache=True, cache_nonce=self.nonce())
+        return replace(request, bust_cache=False, cache_nonce=None)
+
+    def run(
+        self,
+        request: Request,
+        settings: RunSettings,
+        on_round: Callable[[int, RawRound], None] | None = None,
+    ) -> Measurement:
+        request = replace(request, options=dict(settings.options), timeout_s=settings.timeout_s)
+        for _ in range(settings.warmup):
+            self.one_round(self.request_for_round(request, settings, measured=False))
+        samples = []
+        for index in range(settings.rounds):
+            raw = self.one_round(self.request_for_round(request, settings, measured=True))
+            if on_round is not None:
+                on_round(index, raw)
+            samples.append(derive_sample(raw, index))
+        busting = self.backend.cache_busting if settings.cache == "bust" else "none"
+        return Measurement(
+            model=self.backend.model_info(),
+            samples=samples,
+            settings=settings.to_dict(),
+            request=describe_request(request),
+            cache_busting=busting,
+            versions=self.versions(),
+            warmup_rounds=settings.warmup,
+        )
+
+    def versions(self) -> dict[str, str | None]:
+        info = self.backend.model_info()
+        return {
+            "pytest_tokrate": __version__,
+            "backend": self.backend.name,
+            "engine": info.engine_version,
+            "server": info.server_version,
+        }
+
+
+def describe_request(request: Request) -> dict[str, Any]:
+    """The parts of a request that define the test (hashed into baselines later)."""
+    return {
+        "prompt": request.prompt,
+        "messages": [m.to_dict() for m in request.messages] if request.messages else None,
+        "system": request.system,
+        "options": dict(request.options),
+        "format": request.format,
+        "raw": request.raw,
+    }
+
+
+__all__ = ["InfrastructureError", "Runner", "describe_request"]

@@ -1,0 +1,166 @@
+"""State of one test session: configuration, open backends, collected measurements.
+
+No pytest import here: the glue builds a :class:`TokrateSession` from options and ini,
+and everything below it can be driven from plain Python (or the console script).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .backends.base import Backend
+from .config import (
+    BACKENDS,
+    MISSING_MODEL_MODES,
+    Layer,
+    parse_choice,
+    parse_model_list,
+)
+from .errors import BackendUnavailable, UsageError
+from .models import ModelSpec, resolve_model
+from .result import Measurement
+from .verdict import Finding, Judge, JudgeContext
+
+BackendFactory = Callable[[ModelSpec, "SessionConfig"], Backend]
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Session-wide settings after parsing (CLI over ini over defaults)."""
+
+    models: tuple[ModelSpec, ...] = ()
+    backend: str = "auto"
+    host: str | None = None
+    cli: Layer = field(default_factory=lambda: Layer("command line"))
+    ini: Layer = field(default_factory=lambda: Layer("ini"))
+    missing_model: str = "auto"
+    api_key_env: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def missing_model_errors(self) -> bool:
+        """Whether a tokrate test without a model errors (else it is skipped)."""
+        if self.missing_model == "auto":
+            return bool(os.environ.get("CI"))
+        return self.missing_model == "error"
+
+
+def build_models(value: str | None, backend: str, source: str) -> tuple[ModelSpec, ...]:
+    if value is None or not str(value).strip():
+        return ()
+    names = parse_model_list(str(value), source)
+    specs = tuple(resolve_model(name, backend) for name in names)
+    for spec in specs:
+        if spec.backend == "embedded":
+            require_module(
+                "llama_cpp",
+                f"model {spec.name!r} runs on the embedded llama.cpp engine, but "
+                "llama-cpp-python is not installed: install it with "
+                '`pip install "pytest-tokrate[embedded]"`, or point --tokrate-backend at a '
+                "server (ollama, openai).",
+            )
+    return specs
+
+
+def require_module(module: str, message: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise UsageError(message)
+
+
+def parse_backend(value: object, source: str) -> str:
+    return parse_choice(source, value, BACKENDS)
+
+
+def parse_missing_model(value: object, source: str) -> str:
+    return parse_choice(source, value, MISSING_MODEL_MODES)
+
+
+def default_backend_factory(spec: ModelSpec, config: SessionConfig) -> Backend:
+    """Create the backend for one model (imports the engine lazily)."""
+    if spec.backend == "embedded":
+        from .backends.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(spec)
+    if spec.backend == "ollama":
+        try:
+            from .backends.ollama import OllamaBackend
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise BackendUnavailable(
+                f"the Ollama backend needs the `ollama` package ({exc}): install it with "
+                '`pip install "pytest-tokrate[ollama]"`.'
+            ) from None
+        return OllamaBackend(spec.name, host=config.host)  # type: ignore[no-any-return]
+    if spec.backend == "openai":
+        try:
+            from .backends.openai import OpenAIBackend
+        except ImportError as exc:  # pragma: no cover
+            raise BackendUnavailable(
+                f"the OpenAI-compatible backend needs httpx ({exc}): install it with "
+                '`pip install "pytest-tokrate[openai]"`.'
+            ) from None
+        return OpenAIBackend(  # type: ignore[no-any-return]
+            spec.name, host=config.host, api_key_env=config.api_key_env
+        )
+    raise UsageError(f"unknown backend {spec.backend!r}: use one of {', '.join(BACKENDS)}.")
+
+
+class TokrateSession:
+    """Owns the backends opened during a run and the measurements they produced."""
+
+    def __init__(
+        self, config: SessionConfig, backend_factory: BackendFactory = default_backend_factory
+    ) -> None:
+        self.config = config
+        self.backend_factory = backend_factory
+        self.backends: dict[str, Backend] = {}
+        self.failed_backends: dict[str, Exception] = {}
+        self.results: list[Measurement] = []
+        self.skipped_no_model = 0
+        #: Judges run on every measurement after its test body: quality bar, gate, ...
+        self.judges: list[Judge] = []
+
+    def backend_for(self, spec: ModelSpec) -> Backend:
+        key = f"{spec.backend}:{spec.name}"
+        if key in self.failed_backends:
+            raise self.failed_backends[key]
+        backend = self.backends.get(key)
+        if backend is None:
+            try:
+                backend = self.backend_factory(spec, self.config)
+            except Exception as exc:
+                self.failed_backends[key] = exc
+                raise
+            self.backends[key] = backend
+        return backend
+
+    def add_result(self, measurement: Measurement) -> None:
+        self.results.append(measurement)
+
+    def judge(self, measurement: Measurement, context: JudgeContext) -> list[Finding]:
+        """Run every judge on a measurement and keep the findings on it."""
+        findings: list[Finding] = []
+        for judge in self.judges:
+            findings.extend(judge(measurement, context))
+        measurement.findings.extend(findings)
+        return findings
+
+    def close(self) -> None:
+        for backend in self.backends.values():
+            with contextlib.suppress(Exception):
+                backend.close()
+        self.backends.clear()
+
+
+__all__ = [
+    "SessionConfig",
+    "TokrateSession",
+    "build_models",
+    "default_backend_factory",
+    "parse_backend",
+    "parse_missing_model",
+]

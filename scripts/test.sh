@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up, lint, type-check and run the whole test suite (unit, plugin, backends, e2e).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/python -m ruff check pytest_tokrate tests benchmarks
+.venv/bin/python -m ruff format --check pytest_tokrate tests benchmarks
+.venv/bin/python -m mypy
+exec .venv/bin/python -m pytest tests "$@"
