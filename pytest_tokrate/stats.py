@@ -234,4 +234,79 @@ def mann_whitney_u(x: Sequence[float], y: Sequence[float], alternative: str = "t
     return min(1.0, 2 * (1.0 - normal.cdf(max(z, 0.0))))
 
 
-__all__ = ["Summary", "mann_whitney_u", "median_ci", "percentile", "t_quantile_975"]
+def bootstrap_ratio_ci(
+    current: Sequence[float],
+    baseline: Sequence[float],
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Ratio of medians ``median(current) / median(baseline)`` with a bootstrap interval.
+
+    Returns ``(ratio, low, high)``; percentile bootstrap with a fixed seed so the same
+    samples always give the same interval. NaN when either sample is empty or the
+    baseline median is zero.
+    """
+    import random
+
+    if not current or not baseline:
+        return (NAN, NAN, NAN)
+    base_median = statistics.median(baseline)
+    if base_median == 0:
+        return (NAN, NAN, NAN)
+    ratio = statistics.median(current) / base_median
+    rng = random.Random(seed)
+    cur, base = list(current), list(baseline)
+    ratios = []
+    for _ in range(resamples):
+        b = statistics.median(rng.choices(base, k=len(base)))
+        if b == 0:
+            continue
+        ratios.append(statistics.median(rng.choices(cur, k=len(cur))) / b)
+    if not ratios:
+        return (ratio, NAN, NAN)
+    ratios.sort()
+    alpha = (1.0 - level) / 2
+    return (ratio, percentile(ratios, 100 * alpha), percentile(ratios, 100 * (1 - alpha)))
+
+
+def wilson_interval(successes: int, total: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (pass rate)."""
+    if total <= 0:
+        return (NAN, NAN)
+    z = statistics.NormalDist().inv_cdf(1 - (1 - level) / 2)
+    p = successes / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def fisher_exact_less(successes_a: int, total_a: int, successes_b: int, total_b: int) -> float:
+    """One-sided Fisher exact test: p-value that sample A's rate is lower than B's.
+
+    Sums the hypergeometric probabilities of tables at least as extreme (A having as
+    few or fewer successes) given the margins.
+    """
+    if total_a <= 0 or total_b <= 0:
+        return NAN
+    k = successes_a + successes_b
+    n = total_a + total_b
+    denom = math.comb(n, k)
+    low = max(0, k - total_b)
+    p = 0.0
+    for a in range(low, successes_a + 1):
+        p += math.comb(total_a, a) * math.comb(total_b, k - a) / denom
+    return min(1.0, p)
+
+
+__all__ = [
+    "Summary",
+    "bootstrap_ratio_ci",
+    "fisher_exact_less",
+    "mann_whitney_u",
+    "median_ci",
+    "percentile",
+    "t_quantile_975",
+    "wilson_interval",
+]
