@@ -8,22 +8,58 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .backends.base import Backend, Message, ModelInfo, Request
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     BackendUnavailable,
     BaselineError,
     CheckDefinitionError,
     InfrastructureError,
     ModelNotFoundError,
+    ModelNotOnServer,
     RequestTimeout,
     ServerError,
     TokrateError,
     UsageError,
 )
-from .measure import EngineReport, Sample, TextChunk
-from .result import Measurement
-from .runner import Runner
-from .stats import Summary
+
+# The rest of the public API loads on first access (PEP 562), so that pytest start-up
+# with the plugin installed but unused does not pay for dataclasses and statistics.
+_LAZY: dict[str, str] = {
+    "Backend": "backends.base",
+    "Message": "backends.base",
+    "ModelInfo": "backends.base",
+    "Request": "backends.base",
+    "EngineReport": "measure",
+    "Sample": "measure",
+    "TextChunk": "measure",
+    "Measurement": "result",
+    "Runner": "runner",
+    "Summary": "stats",
+}
+
+if TYPE_CHECKING:
+    from .backends.base import Backend, Message, ModelInfo, Request
+    from .measure import EngineReport, Sample, TextChunk
+    from .result import Measurement
+    from .runner import Runner
+    from .stats import Summary
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "Backend",
@@ -36,6 +72,7 @@ __all__ = [
     "Message",
     "ModelInfo",
     "ModelNotFoundError",
+    "ModelNotOnServer",
     "Request",
     "RequestTimeout",
     "Runner",

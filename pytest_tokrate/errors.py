@@ -9,9 +9,11 @@ value and names the remedy, so the pytest glue can show it without a traceback.
     ├── InfrastructureError   the engine or server failed: the test *errors*, it does not fail
     │   ├── BackendUnavailable    server unreachable, optional extra not installed
     │   ├── ServerError           HTTP status, error line mid-stream, malformed response
+    │   ├── ModelNotOnServer      the server is up but does not have the model (Ollama 404)
     │   └── RequestTimeout        no answer within the per-request timeout
     ├── CheckDefinitionError  a quality check that cannot run (bad regex, bad schema, ...)
-    └── BaselineError         a baseline file that cannot be read, validated or written
+    ├── BaselineError         a baseline file that cannot be read, validated or written
+    └── ReportError           a report (JSON, Markdown, plots) that cannot be written
 """
 
 from __future__ import annotations
@@ -45,6 +47,15 @@ class ServerError(InfrastructureError):
     """The server answered with an error status, an error line or a malformed stream."""
 
 
+class ModelNotOnServer(InfrastructureError):
+    """The server answers but does not have the model (Ollama or OpenAI-style 404).
+
+    An infrastructure problem of the environment, not of the test: the remedy is on the
+    server (``ollama pull NAME``), so the test *errors*. A model name that is not even
+    well-formed is a :class:`UsageError` instead, caught before any request.
+    """
+
+
 class RequestTimeout(InfrastructureError):
     """A request did not finish within the configured timeout."""
 
@@ -57,12 +68,18 @@ class BaselineError(TokrateError):
     """A baseline file is unreadable, invalid, from a future schema or not writable."""
 
 
+class ReportError(TokrateError):
+    """A report (JSON, Markdown summary, plots) could not be validated or written."""
+
+
 __all__ = [
     "BackendUnavailable",
     "BaselineError",
     "CheckDefinitionError",
     "InfrastructureError",
     "ModelNotFoundError",
+    "ModelNotOnServer",
+    "ReportError",
     "RequestTimeout",
     "ServerError",
     "TokrateError",

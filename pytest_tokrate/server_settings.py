@@ -1,0 +1,123 @@
+"""Server settings a user declares (``--tokrate-server-setting KEY=VALUE``). Pure.
+
+A client cannot see how the server was started (``OLLAMA_KV_CACHE_TYPE``,
+``OLLAMA_FLASH_ATTENTION``, ``OLLAMA_NUM_PARALLEL``, ...), yet those settings move the
+figures. Declared values are validated, normalised and recorded with every result (and
+in the baseline fingerprint), so two runs with different settings are never compared as
+if they were alike. Keys may be given in our spelling or as Ollama's environment variable
+names; keys starting with ``x_`` are recorded as given, for settings of other servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from .errors import UsageError
+
+_FLASH = {
+    "auto": "auto", "": "auto",
+    "1": "on", "on": "on", "true": "on", "yes": "on", "enabled": "on",
+    "0": "off", "off": "off", "false": "off", "no": "off", "disabled": "off",
+}  # fmt: skip
+_KV_TYPES = {
+    "f16": "f16",
+    "fp16": "f16",
+    "q8_0": "q8_0",
+    "q8": "q8_0",
+    "q4_0": "q4_0",
+    "q4": "q4_0",
+}
+
+#: Ollama environment variable names -> our keys.
+ENV_NAMES = {
+    "OLLAMA_KV_CACHE_TYPE": "kv_cache_type",
+    "OLLAMA_FLASH_ATTENTION": "flash_attention",
+    "OLLAMA_NUM_PARALLEL": "num_parallel",
+    "OLLAMA_CONTEXT_LENGTH": "context_length",
+    "OLLAMA_MAX_QUEUE": "max_queue",
+    "OLLAMA_MAX_LOADED_MODELS": "max_loaded_models",
+    "OLLAMA_KEEP_ALIVE": "keep_alive",
+}
+
+
+def _choice(table: dict[str, str], expected: str) -> Callable[[str, str], str]:
+    def parse(key: str, text: str) -> str:
+        value = table.get(text.strip().lower())
+        if value is None:
+            raise ValueError(expected)
+        return value
+
+    return parse
+
+
+def _count(minimum: int) -> Callable[[str, str], int]:
+    def parse(key: str, text: str) -> int:
+        text = text.strip()
+        if not text.isdigit() or int(text) < minimum:
+            raise ValueError(f"an integer >= {minimum}")
+        return int(text)
+
+    return parse
+
+
+def _text(key: str, text: str) -> str:
+    if not text.strip():
+        raise ValueError("a non-empty value")
+    return text.strip()
+
+
+KNOWN: dict[str, Callable[[str, str], object]] = {
+    "kv_cache_type": _choice(_KV_TYPES, "f16, q8_0 or q4_0"),
+    "flash_attention": _choice(_FLASH, "auto, on or off (1/0, true/false)"),
+    "num_parallel": _count(1),
+    "context_length": _count(1),
+    "max_queue": _count(1),
+    "max_loaded_models": _count(0),
+    "keep_alive": _text,
+    "num_gpu_layers": _count(0),
+    "gpu": _text,
+}
+
+
+def parse_server_setting(text: str, source: str = "--tokrate-server-setting") -> tuple[str, object]:
+    """``KEY=VALUE`` -> the normalised pair; :class:`UsageError` names the bad value."""
+    if "=" not in text:
+        raise UsageError(
+            f"{source}: invalid value {text!r}: expected KEY=VALUE, e.g. kv_cache_type=q8_0."
+        )
+    raw_key, _, value = text.partition("=")
+    raw_key = raw_key.strip()
+    key = ENV_NAMES.get(raw_key.upper(), raw_key.lower())
+    parse = KNOWN.get(key, _text if key.startswith("x_") and len(key) > 2 else None)
+    if parse is None:
+        import difflib
+
+        close = difflib.get_close_matches(key, [*KNOWN, *ENV_NAMES], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UsageError(
+            f"{source}: unknown server setting {raw_key!r}.{hint} Known: "
+            + ", ".join(sorted(KNOWN))
+            + " (or Ollama's variable names such as OLLAMA_KV_CACHE_TYPE); prefix other "
+            "settings with x_ to record them as given."
+        )
+    try:
+        return key, parse(key, value)
+    except ValueError as exc:
+        raise UsageError(
+            f"{source}: invalid value {value!r} for server setting {key!r}: expected {exc}."
+        ) from None
+
+
+def parse_server_settings(items: Iterable[str], source: str) -> dict[str, object]:
+    """Several ``KEY=VALUE`` items (blank lines and ``#`` comments skipped); later wins."""
+    out: dict[str, object] = {}
+    for item in items:
+        item = item.strip()
+        if not item or item.startswith("#"):
+            continue
+        key, value = parse_server_setting(item, source)
+        out[key] = value
+    return out
+
+
+__all__ = ["ENV_NAMES", "KNOWN", "parse_server_setting", "parse_server_settings"]

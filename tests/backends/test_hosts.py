@@ -1,0 +1,148 @@
+"""Host strings (Ollama's rules) and declared server settings: pure, no network."""
+
+from __future__ import annotations
+
+import pytest
+from ollama._client import _parse_host  # the official client is the oracle
+
+from pytest_tokrate.errors import UsageError
+from pytest_tokrate.hosts import (
+    check_host_settings,
+    parse_host,
+    resolve_ollama_host,
+    resolve_openai_base,
+)
+from pytest_tokrate.server_settings import parse_server_setting, parse_server_settings
+
+# The examples of the official client's own doctests, and a few more.
+CLIENT_CASES = [
+    None, "", "1.2.3.4", ":56789", "1.2.3.4:56789", "http://1.2.3.4", "https://1.2.3.4",
+    "https://1.2.3.4:56789", "example.com", "example.com:56789", "http://example.com",
+    "https://example.com", "https://example.com:56789", "example.com/", "example.com:56789/",
+    "example.com/path", "example.com:56789/path", "https://example.com:56789/path",
+    "example.com:56789/path/", "[0001:002:003:0004::1]", "[0001:002:003:0004::1]:56789",
+    "http://[0001:002:003:0004::1]", "https://[0001:002:003:0004::1]",
+    "https://[0001:002:003:0004::1]:56789", "[0001:002:003:0004::1]/",
+    "[0001:002:003:0004::1]:56789/path/", "0.0.0.0", "localhost", "Gpu-Box:11434/a/b/",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", CLIENT_CASES)
+def test_same_url_as_the_official_client(value: str | None) -> None:
+    assert parse_host(value).url == _parse_host(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "url"),
+    [
+        ("  http://box:1234  ", "http://box:1234"),
+        ("'http://box:1234'", "http://box:1234"),
+        ('"box"', "http://box:11434"),
+        ("HTTPS://Box", "https://box:443"),
+        ("::1", "http://[::1]:11434"),
+    ],
+)
+def test_quotes_spaces_and_bare_ipv6(value: str, url: str) -> None:
+    assert parse_host(value).url == url
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("ftp://box", "scheme 'ftp'"),
+        ("box:abc", "port 'abc' is not a number"),
+        ("box:70000", "outside 1-65535"),
+        ("box:0", "outside 1-65535"),
+        ("box:", "port after ':' is empty"),
+        ("http://", "no host after the scheme"),
+        ("my box", "contains spaces"),
+        ("box?x=1", "query string"),
+        ("[::1", "closing ']'"),
+        ("[zz::1]", "not an IPv6 address"),
+        ("bo$x", "not a host name"),
+    ],
+)
+def test_unparseable_hosts_name_the_value(value: str, why: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_host(value, "--tokrate-host")
+    message = str(info.value)
+    assert message.startswith("--tokrate-host: cannot parse the host ")
+    assert repr(value.strip()) in message or "***" in message
+    assert why in message
+    assert "e.g. http://127.0.0.1:11434" in message
+
+
+def test_credentials_are_refused_without_being_echoed() -> None:
+    with pytest.raises(UsageError) as info:
+        parse_host("http://admin:hunter2@box:11434")
+    assert "hunter2" not in str(info.value)
+    assert "credentials" in str(info.value)
+
+
+def test_ollama_host_precedence() -> None:
+    env = {"OLLAMA_HOST": "envbox:1"}
+    assert resolve_ollama_host("clibox", env)[0].url == "http://clibox:11434"
+    assert resolve_ollama_host("clibox", env)[1] == "--tokrate-host"
+    assert resolve_ollama_host(None, env) == (parse_host("envbox:1"), "OLLAMA_HOST")
+    assert resolve_ollama_host("  ", {})[0].url == "http://127.0.0.1:11434"
+    with pytest.raises(UsageError, match=r"^OLLAMA_HOST: cannot parse the host 'x:y'"):
+        resolve_ollama_host(None, {"OLLAMA_HOST": "x:y"})
+
+
+@pytest.mark.parametrize(
+    ("value", "env", "url"),
+    [
+        (None, {}, "http://127.0.0.1:8080/v1"),
+        (None, {"OPENAI_BASE_URL": "https://api.example.com/v1"}, "https://api.example.com:443/v1"),
+        ("http://localhost:11434", {}, "http://localhost:11434/v1"),
+        ("https://openrouter.ai/api/v1", {}, "https://openrouter.ai:443/api/v1"),
+        ("box:9000/v2/", {}, "http://box:9000/v2"),
+    ],
+)
+def test_openai_base_url(value: str | None, env: dict[str, str], url: str) -> None:
+    assert resolve_openai_base(value, env)[0].url == url
+
+
+def test_check_host_settings_follows_the_backends_in_use() -> None:
+    check_host_settings(None, "ini tokrate_host", ["embedded"], {"OLLAMA_HOST": "bad:port"})
+    with pytest.raises(UsageError, match="OLLAMA_HOST"):
+        check_host_settings(None, "ini tokrate_host", ["ollama"], {"OLLAMA_HOST": "bad:port"})
+    with pytest.raises(UsageError, match="OPENAI_BASE_URL"):
+        check_host_settings(None, "x", ["openai"], {"OPENAI_BASE_URL": "ftp://x"})
+    with pytest.raises(UsageError, match=r"^ini tokrate_host: cannot parse"):
+        check_host_settings("a b", "ini tokrate_host", ["ollama"], {})
+
+
+@pytest.mark.parametrize(
+    ("text", "pair"),
+    [
+        ("kv_cache_type=q8_0", ("kv_cache_type", "q8_0")),
+        ("OLLAMA_KV_CACHE_TYPE=FP16", ("kv_cache_type", "f16")),
+        ("OLLAMA_FLASH_ATTENTION=0", ("flash_attention", "off")),
+        ("flash_attention=true", ("flash_attention", "on")),
+        ("OLLAMA_NUM_PARALLEL=4", ("num_parallel", 4)),
+        ("x_vllm_tp= 2 ", ("x_vllm_tp", "2")),
+    ],
+)
+def test_server_settings_are_normalised(text: str, pair: tuple[str, object]) -> None:
+    assert parse_server_setting(text) == pair
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kv_cache_type=q5_1", "invalid value 'q5_1' for server setting 'kv_cache_type'"),
+        ("num_parallel=0", "an integer >= 1"),
+        ("kv_cache=q8_0", "Did you mean 'kv_cache_type'?"),
+        ("kv_cache_type", "expected KEY=VALUE"),
+    ],
+)
+def test_bad_server_settings_name_the_value(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match="--tokrate-server-setting") as info:
+        parse_server_setting(text)
+    assert message in str(info.value)
+
+
+def test_server_settings_lines_skip_comments_and_later_wins() -> None:
+    lines = ["# seeds", "kv_cache_type=q4_0", "", "OLLAMA_KV_CACHE_TYPE=q8_0"]
+    assert parse_server_settings(lines, "ini") == {"kv_cache_type": "q8_0"}

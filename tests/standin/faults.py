@@ -1,0 +1,326 @@
+"""Fault injection for the stand-in servers: a registry of named faults.
+
+A fault is armed on a server, for every request or for matching ones::
+
+    server.faults.arm("busy", times=2)                        # the next two requests: 503
+    server.faults.arm("drop", after=3, prompt_contains="X")   # requests whose prompt has X
+    server.faults.arm("error_midstream", model="smollm2:135m")
+
+or chosen per request with the headers ``X-Tokrate-Fault: NAME`` and
+``X-Tokrate-Fault-Args: {"after": 3}`` (JSON). A fault has two hooks: ``answer`` may
+answer the request itself (an error status, a dying server), and ``wrap`` transforms the
+stream of :class:`~standin.httpserver.Piece` objects on its way to the wire: delay it,
+cut it, corrupt it, drop the connection. The protocol (Ollama NDJSON or OpenAI SSE)
+supplies the error shapes through ``ex.note["protocol"]``, so one fault serves both.
+
+New faults subclass :class:`Fault` and register with :func:`register_fault`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from .httpserver import DROP, END, Exchange, Piece
+
+
+class WireProtocol(Protocol):
+    """What a fault needs from the server's protocol."""
+
+    def error_piece(self, message: str) -> Piece: ...
+
+    def send_error(self, ex: Exchange, status: int, message: str) -> None: ...
+
+    busy_message: str
+
+
+class Fault:
+    """Base class. ``params`` names the accepted keyword arguments and their defaults."""
+
+    name: ClassVar[str] = ""
+    params: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **kwargs: Any) -> None:
+        unknown = set(kwargs) - set(self.params)
+        if unknown:
+            raise TypeError(
+                f"fault {self.name!r} takes {sorted(self.params)}, got {sorted(unknown)}"
+            )
+        self.args = {**self.params, **kwargs}
+
+    def answer(self, ex: Exchange, proto: WireProtocol) -> bool:
+        """Answer the request instead of the engine; True when it did."""
+        return False
+
+    def wrap(self, ex: Exchange, proto: WireProtocol, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        return pieces
+
+
+FAULTS: dict[str, type[Fault]] = {}
+
+
+def register_fault(cls: type[Fault]) -> type[Fault]:
+    if not cls.name or cls.name in FAULTS:
+        raise ValueError(f"fault name {cls.name!r} is empty or taken")
+    FAULTS[cls.name] = cls
+    return cls
+
+
+def _after(pieces: Iterator[Piece], count: int) -> Generator[Piece, None, Piece | None]:
+    """Pass pieces through until ``count`` pieces with text went by. Stops early at the
+    final piece, which it holds back and returns (``held = yield from _after(...)``)."""
+    seen = 0
+    if count <= 0:
+        return None
+    for piece in pieces:
+        if piece.final:
+            return piece
+        yield piece
+        if piece.text:
+            seen += 1
+            if seen >= count:
+                return None
+    return None
+
+
+@register_fault
+class SlowFirstToken(Fault):
+    """Wait ``delay_s`` before the engine starts, so the first piece (and the response
+    headers, sent with it) come late; the engine is not held while waiting."""
+
+    name = "slow_first_token"
+    params: ClassVar[dict[str, Any]] = {"delay_s": 2.0}
+
+    def wrap(self, ex: Exchange, proto: WireProtocol, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        time.sleep(float(self.args["delay_s"]))
+        yield from pieces
+
+
+@register_fault
+class Stall(Fault):
+    """After ``after`` text pieces, go quiet for ``delay_s`` (a read timeout mid-stream).
+    The engine stays busy meanwhile, as a stuck server's would."""
+
+    name = "stall"
+    params: ClassVar[dict[str, Any]] = {"after": 2, "delay_s": 5.0}
+
+    def wrap(self, ex: Exchange, proto: WireProtocol, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        held = yield from _after(pieces, int(self.args["after"]))
+        time.sleep(float(self.args["delay_s"]))
+        if held is not None:
+            yield held
+        yield from pieces
+
+
+@register_fault
+class Busy(Fault):
+    """The server's queue is full: 503 with the server's own message."""
+
+    name = "busy"
+    params: ClassVar[dict[str, Any]] = {"status": 503}
+
+    def answer(self, ex: Exchange, proto: WireProtocol) -> bool:
+        proto.send_error(ex, int(self.args["status"]), proto.busy_message)
+        return True
+
+
+@register_fault
+class Status(Fault):
+    """Answer with an error status and message before any byte of the stream."""
+
+    name = "status"
+    params: ClassVar[dict[str, Any]] = {
+        "status": 500,
+        "message": "model runner has unexpectedly stopped",
+    }
+
+    def answer(self, ex: Exchange, proto: WireProtocol) -> bool:
+        proto.send_error(ex, int(self.args["status"]), str(self.args["message"]))
+        return True
+
+
+@register_fault
+class ErrorMidstream(Fault):
+    """After ``after`` text pieces, send the protocol's error object and end the body."""
+
+    name = "error_midstream"
+    params: ClassVar[dict[str, Any]] = {
+        "after": 2,
+        "message": "model runner has unexpectedly stopped, this may be due to resource "
+        "limitations or an internal error, check ollama server logs for details",
+    }
+
+    def wrap(self, ex: Exchange, proto: WireProtocol, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        yield from _after(pieces, int(self.args["after"]))
+        yield proto.error_piece(str(self.args["message"]))
+        yield END
+
+
+@register_fault
+class Drop(Fault):
+    """After ``after`` text pieces, drop the connection (no terminating chunk)."""
+
+    name = "drop"
+    params: ClassVar[dict[str, Any]] = {"after": 2}
+
+    def wrap(self, ex: Exchange, proto: WireProtocol, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        yield from _after(pieces, int(self.args["after"]))
+        yield DROP
+
+
+@register_fault
+class Truncate(Fault):
+    """After ``after`` text pieces, end the body cleanly, without the final piece."""
+
+    name = "truncate"
+    params: ClassVar[dict[str, Any]] = {"after": 2}
+
+    def wrap(self, ex: Exchange, proto: WireProtocol, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        yield from _after(pieces, int(self.args["after"]))
+        yield END
+
+
+@register_fault
+class Malformed(Fault):
+    """After ``after`` text pieces, send ``line`` verbatim (not JSON), then carry on."""
+
+    name = "malformed"
+    params: ClassVar[dict[str, Any]] = {"after": 2, "line": '{"model":"x","created_at":'}
+
+    def wrap(self, ex: Exchange, proto: WireProtocol, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        held = yield from _after(pieces, int(self.args["after"]))
+        yield Piece(raw=str(self.args["line"]).encode())
+        if held is not None:
+            yield held
+        yield from pieces
+
+
+def _set_path(obj: dict[str, Any], path: str, value: Any, delete: bool = False) -> None:
+    keys = path.split(".")
+    for key in keys[:-1]:
+        nxt = obj.get(key)
+        if not isinstance(nxt, dict):
+            return
+        obj = nxt
+    if delete:
+        obj.pop(keys[-1], None)
+    else:
+        obj[keys[-1]] = value
+
+
+@register_fault
+class FinalFields(Fault):
+    """Rewrite fields of the final piece: ``set`` (dotted paths -> values) and ``drop``.
+
+    Wrong types (``eval_count: "many"``), absurd values (negative durations, zero
+    ``eval_duration``, huge counts) and missing metrics all go through here.
+    """
+
+    name = "final_fields"
+    params: ClassVar[dict[str, Any]] = {"set": {}, "drop": []}
+
+    def wrap(self, ex: Exchange, proto: WireProtocol, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        for piece in pieces:
+            if piece.final and piece.obj is not None:
+                for path, value in dict(self.args["set"]).items():
+                    _set_path(piece.obj, path, value)
+                for path in list(self.args["drop"]):
+                    _set_path(piece.obj, path, None, delete=True)
+            yield piece
+
+
+@register_fault
+class WrongType(FinalFields):
+    """Shorthand: one field of the final piece gets a value of the wrong type."""
+
+    name = "wrong_type"
+    params: ClassVar[dict[str, Any]] = {"field": "eval_count", "value": "many"}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.args = {"set": {self.args["field"]: self.args["value"]}, "drop": []}
+
+
+@register_fault
+class Die(Fault):
+    """The server process dies: this connection drops and the listener closes."""
+
+    name = "die"
+
+    def answer(self, ex: Exchange, proto: WireProtocol) -> bool:
+        server = ex.note.get("server")
+        ex.abort()
+        if server is not None:
+            server.stop_soon()
+        return True
+
+
+@dataclass
+class Arm:
+    """One armed fault and which requests it applies to."""
+
+    fault: Fault
+    times: int | None = None  # None: every matching request
+    model: str | None = None
+    path: str | None = None
+    prompt_contains: str | None = None
+    fired: int = 0
+
+    def matches(self, ex: Exchange, model: str | None, prompt: str) -> bool:
+        if self.path is not None and ex.path != self.path:
+            return False
+        if self.model is not None and (model or "").lower() != self.model.lower():
+            return False
+        return self.prompt_contains is None or self.prompt_contains in prompt
+
+
+@dataclass
+class FaultPlan:
+    """The faults armed on one server."""
+
+    arms: list[Arm] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def arm(
+        self,
+        name: str,
+        *,
+        times: int | None = None,
+        model: str | None = None,
+        path: str | None = None,
+        prompt_contains: str | None = None,
+        **params: Any,
+    ) -> Arm:
+        if name not in FAULTS:
+            raise KeyError(f"unknown fault {name!r}; known: {', '.join(sorted(FAULTS))}")
+        arm = Arm(FAULTS[name](**params), times, model, path, prompt_contains)
+        with self._lock:
+            self.arms.append(arm)
+        return arm
+
+    def clear(self) -> None:
+        with self._lock:
+            self.arms.clear()
+
+    def select(self, ex: Exchange, model: str | None, prompt: str) -> list[Fault]:
+        """The faults for this request (consuming one use of each limited arm)."""
+        chosen: list[Fault] = []
+        header = ex.headers.get("X-Tokrate-Fault")
+        if header:
+            args = json.loads(ex.headers.get("X-Tokrate-Fault-Args") or "{}")
+            chosen.append(FAULTS[header.strip()](**args))
+        with self._lock:
+            for arm in self.arms:
+                if arm.times is not None and arm.fired >= arm.times:
+                    continue
+                if arm.matches(ex, model, prompt):
+                    arm.fired += 1
+                    chosen.append(arm.fault)
+        return chosen
+
+
+__all__ = ["DROP", "END", "FAULTS", "Arm", "Fault", "FaultPlan", "WireProtocol", "register_fault"]
