@@ -1,0 +1,176 @@
+"""Sweep levels: parsing and precedence of concurrency, generation and prompt lengths.
+
+Pure and light (the plugin imports it at start-up to validate options). Precedence, from
+highest: the test item's own level (a parametrized ``tokrate_concurrency`` fixture),
+command line, ``tokrate.sweep()`` arguments, ``@pytest.mark.tokrate(...)``, ini, default.
+The item level ranks above the command line because it *comes from* the command line (or
+marker, or ini): each item of a parametrized sweep runs exactly its own level.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
+
+from .errors import UsageError
+
+#: Marker keyword arguments that configure sweeps.
+SWEEP_MARKER_KEYS = frozenset({"concurrency", "gen_lengths", "prompt_lengths", "requests"})
+#: A bound on threads (requests in flight) per level; far above what one machine serves.
+MAX_CONCURRENCY = 1024
+
+_EXAMPLES = {
+    "concurrency": "1,8,32,128",
+    "gen_lengths": "16,64,256",
+    "prompt_lengths": "128,512,1024",
+}
+
+
+def parse_levels(setting: str, value: object, kind: str = "concurrency") -> tuple[int, ...]:
+    """Levels given as ``8``, ``"1,8,32"`` or ``[1, 8, 32]``: positive integers, each once."""
+    example = _EXAMPLES.get(kind, "1,8")
+    if isinstance(value, bool):
+        items: list[object] = [value]
+    elif isinstance(value, int):
+        items = [value]
+    elif isinstance(value, str):
+        items = [part.strip() for part in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise UsageError(
+            f"{setting}: invalid value {value!r}: expected one level or a list of levels, "
+            f"e.g. {example}."
+        )
+    if not items or items == [""]:
+        raise UsageError(f"{setting}: no level given in {value!r}: give e.g. {example}.")
+    out: list[int] = []
+    for item in items:
+        if isinstance(item, bool):
+            level = None
+        elif isinstance(item, int):
+            level = item
+        elif isinstance(item, str) and re.fullmatch(r"[+-]?\d+", item):
+            level = int(item)
+        else:
+            level = None
+        if level is None:
+            raise UsageError(
+                f"{setting}: invalid level {item!r} in {value!r}: levels are whole numbers, "
+                f"e.g. {example}."
+            )
+        if level < 1:
+            what = "requests in flight" if kind == "concurrency" else "tokens"
+            raise UsageError(
+                f"{setting}: invalid level {level} in {value!r}: a level counts {what} and "
+                f"must be at least 1, e.g. {example}."
+            )
+        if kind == "concurrency" and level > MAX_CONCURRENCY:
+            raise UsageError(
+                f"{setting}: concurrency {level} in {value!r} is above the limit of "
+                f"{MAX_CONCURRENCY} requests in flight."
+            )
+        if level in out:
+            raise UsageError(f"{setting}: level {level} is listed twice in {value!r}.")
+        out.append(level)
+    return tuple(out)
+
+
+def parse_requests(setting: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise UsageError(f"{setting}: invalid value {value!r}: expected a whole number >= 1.")
+    text = str(value).strip()
+    if not re.fullmatch(r"[+-]?\d+", text) or int(text) < 1:
+        raise UsageError(
+            f"{setting}: invalid value {value!r}: requests per level must be a whole number >= 1."
+        )
+    return int(text)
+
+
+class LevelLayer(NamedTuple):
+    """Sweep values given at one level of precedence; ``None`` means "not set here"."""
+
+    source: str
+    concurrency: object = None
+    gen_lengths: object = None
+    prompt_lengths: object = None
+    requests: object = None
+
+    @classmethod
+    def from_mapping(cls, source: str, values: Mapping[str, object]) -> LevelLayer:
+        return cls(
+            source=source,
+            concurrency=values.get("concurrency"),
+            gen_lengths=values.get("gen_lengths"),
+            prompt_lengths=values.get("prompt_lengths"),
+            requests=values.get("requests"),
+        )
+
+    def validate(self) -> LevelLayer:
+        """Parse every value now (so a bad option fails at start-up); returns self."""
+        resolve_levels([self])
+        return self
+
+
+class Levels(NamedTuple):
+    """The resolved levels of one sweep.
+
+    ``None`` in ``gen_lengths`` means "the resolved num_predict"; in ``prompt_lengths``,
+    "the prompt as given". ``requests`` (per level) ``None`` means ``rounds`` at
+    concurrency 1, else ``max(rounds, 2 * concurrency)``: every slot sends at least two
+    requests, so the loop is really closed.
+    """
+
+    concurrency: tuple[int, ...] = (1,)
+    gen_lengths: tuple[int | None, ...] = (None,)
+    prompt_lengths: tuple[int | None, ...] = (None,)
+    requests: int | None = None
+
+    @property
+    def varied(self) -> tuple[str, ...]:
+        """The dimensions with more than one level."""
+        out = []
+        if len(self.concurrency) > 1:
+            out.append("concurrency")
+        if len(self.gen_lengths) > 1:
+            out.append("gen_length")
+        if len(self.prompt_lengths) > 1:
+            out.append("prompt_length")
+        return tuple(out)
+
+    def requests_for(self, concurrency: int, rounds: int) -> int:
+        if self.requests is not None:
+            return self.requests
+        return rounds if concurrency == 1 else max(rounds, 2 * concurrency)
+
+
+def resolve_levels(layers: Iterable[LevelLayer]) -> Levels:
+    """Merge layers given from lowest to highest precedence, validating each value."""
+    concurrency: tuple[int, ...] = (1,)
+    gen: tuple[int | None, ...] = (None,)
+    prompt: tuple[int | None, ...] = (None,)
+    requests: int | None = None
+    for layer in layers:
+        if layer.concurrency is not None:
+            concurrency = parse_levels(f"{layer.source} concurrency", layer.concurrency)
+        if layer.gen_lengths is not None:
+            gen = parse_levels(f"{layer.source} gen_lengths", layer.gen_lengths, "gen_lengths")
+        if layer.prompt_lengths is not None:
+            prompt = parse_levels(
+                f"{layer.source} prompt_lengths", layer.prompt_lengths, "prompt_lengths"
+            )
+        if layer.requests is not None:
+            requests = parse_requests(f"{layer.source} requests", layer.requests)
+    return Levels(concurrency, gen, prompt, requests)
+
+
+__all__ = [
+    "MAX_CONCURRENCY",
+    "SWEEP_MARKER_KEYS",
+    "LevelLayer",
+    "Levels",
+    "parse_levels",
+    "parse_requests",
+    "resolve_levels",
+]

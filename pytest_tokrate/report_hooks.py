@@ -1,0 +1,354 @@
+"""pytest glue of sweeps and reports: level options and parametrization, JUnit properties,
+JSON report, Markdown summary (and ``$GITHUB_STEP_SUMMARY``), plots, xdist merging.
+
+Registered by ``plugin.pytest_configure`` as a plugin object. Start-up only parses option
+strings and checks paths; the report, plot and sweep modules load when first needed.
+Nothing here raises from the terminal summary: a report that cannot be written is an
+error line there, and turns a passing exit status into 1 (tests failed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import pytest
+
+from .errors import TokrateError, UsageError
+from .levels import SWEEP_MARKER_KEYS, LevelLayer, parse_levels, resolve_levels
+
+if TYPE_CHECKING:
+    from .fixtures import Tokrate
+    from .session import TokrateSession
+
+PLUGIN_NAME = "tokrate-reports"
+WORKER_KEY = "tokrate_report"
+STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+
+#: Test arguments parametrized with one level each, and the dimension they take.
+LEVEL_ARGS = {
+    "tokrate_concurrency": ("concurrency", "c"),
+    "tokrate_gen_length": ("gen_lengths", "n"),
+    "tokrate_prompt_length": ("prompt_lengths", "p"),
+}
+_LEVEL_OPTIONS = {
+    "concurrency": "concurrency",
+    "gen-lengths": "gen_lengths",
+    "prompt-lengths": "prompt_lengths",
+}
+
+
+def parse_cli(name: str, value: str) -> object:
+    """Parsers of this module's valued options (used by ``plugin._OPTIONS``)."""
+    if name in _LEVEL_OPTIONS:
+        return parse_levels(f"--tokrate-{name}", value, _LEVEL_OPTIONS[name])
+    text = str(value).strip()
+    if not text:
+        raise UsageError(f"--tokrate-{name}: empty path {value!r}: give a file or directory.")
+    return text
+
+
+class ReportSettings(NamedTuple):
+    json_path: Path | None = None
+    md_path: Path | None = None
+    plots_dir: Path | None = None
+
+    @property
+    def any_file(self) -> bool:
+        return any(p is not None for p in (self.json_path, self.md_path, self.plots_dir))
+
+
+def _check_writable(path: Path, setting: str, directory: bool) -> Path:
+    """The nearest existing ancestor must be a writable directory; the path itself, if it
+    exists, must be of the right kind. Nothing is created here."""
+    path = path.resolve()
+    if path.exists() and path.is_dir() != directory:
+        kind = "a directory" if directory else "a file"
+        raise UsageError(
+            f"{setting}={path}: the path exists and is not {kind}: choose another path."
+        )
+    probe = path if directory and path.exists() else path.parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        why = "is not a directory" if not probe.is_dir() else "is not writable"
+        raise UsageError(
+            f"{setting}={path}: cannot write there, because {probe} {why}: choose a "
+            "writable location (e.g. a path under the build directory)."
+        )
+    return path
+
+
+def _path(config: pytest.Config, name: str, ini: str, directory: bool) -> Path | None:
+    value = config.getoption(ini)
+    base = Path(config.invocation_params.dir)
+    if value is None:
+        raw = config.getini(ini)
+        value = str(raw).strip() if raw else None
+        base = config.rootpath
+        if value:
+            parse_cli(name, value)
+    if not value:
+        return None
+    return _check_writable(base / value, f"--tokrate-{name}", directory)
+
+
+def _ini_levels(config: pytest.Config) -> LevelLayer:
+    values = {}
+    for dim in _LEVEL_OPTIONS.values():
+        raw = config.getini(f"tokrate_{dim}")
+        text = str(raw).strip() if raw else ""
+        if text:
+            values[dim] = text
+    return LevelLayer.from_mapping("ini", values)
+
+
+def configure(config: pytest.Config, session: TokrateSession) -> None:
+    """Validate sweep and report options, then register :class:`ReportPlugin`."""
+    cli = LevelLayer.from_mapping(
+        "command line",
+        {dim: config.getoption(f"tokrate_{dim}") for dim in _LEVEL_OPTIONS.values()},
+    )
+    session.sweep_layers = [_ini_levels(config).validate(), cli.validate()]
+    settings = ReportSettings(
+        json_path=_path(config, "report-json", "tokrate_report_json", directory=False),
+        md_path=_path(config, "report-md", "tokrate_report_md", directory=False),
+        plots_dir=_path(config, "plots", "tokrate_plots", directory=True),
+    )
+    if settings.plots_dir is not None:
+        from .plots import require_matplotlib
+
+        require_matplotlib()
+    config.pluginmanager.register(ReportPlugin(config, session, settings), PLUGIN_NAME)
+
+
+def layers_for_item(node: pytest.Item, marker_kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """The marker's sweep layer and the item's own parametrized level (either may be None)."""
+    sweep_kwargs = {k: v for k, v in marker_kwargs.items() if k in SWEEP_MARKER_KEYS}
+    marker = (
+        LevelLayer.from_mapping(f"{node.nodeid} @pytest.mark.tokrate", sweep_kwargs)
+        if sweep_kwargs
+        else None
+    )
+    callspec = getattr(node, "callspec", None)
+    params = dict(callspec.params) if callspec is not None else {}
+    own = {LEVEL_ARGS[k][0]: v for k, v in params.items() if k in LEVEL_ARGS and v is not None}
+    item = LevelLayer.from_mapping(f"{node.nodeid} level", own) if own else None
+    return marker, item
+
+
+def _outcome(report: pytest.TestReport) -> str | None:
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed"
+    if report.when != "call":
+        if report.failed:
+            return "error"
+        return "skipped" if report.skipped else None
+    if report.failed:
+        longrepr = report.longrepr
+        if isinstance(longrepr, str) and longrepr.startswith("tokrate infrastructure error"):
+            return "error"
+        return "failed"
+    return "skipped" if report.skipped else "passed"
+
+
+class ReportPlugin:
+    """Collects outcomes and results during the run; writes the reports at its end."""
+
+    def __init__(
+        self, config: pytest.Config, session: TokrateSession, settings: ReportSettings
+    ) -> None:
+        self.config = config
+        self.session = session
+        self.settings = settings
+        self.tokrate_ids: set[str] = set()
+        self.tests: dict[str, dict[str, Any]] = {}
+        self.worker_fragments: list[dict[str, Any]] = []
+        self.lines: list[str] = []
+        self.errors: list[str] = []
+        self.merged: dict[str, Any] | None = None
+
+    # -- collection -------------------------------------------------------------------
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        if any("tokrate" in getattr(item, "fixturenames", ()) for item in items):
+            from .fixtures import EXTRA_MARKER_KEYS
+
+            EXTRA_MARKER_KEYS.update(SWEEP_MARKER_KEYS)
+
+    @pytest.hookimpl(trylast=True)  # after the model parametrization: ids read model-c8
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        wanted = [arg for arg in LEVEL_ARGS if arg in metafunc.fixturenames]
+        if not wanted:
+            return
+        marker = metafunc.definition.get_closest_marker("tokrate")
+        kwargs = {k: v for k, v in (marker.kwargs if marker else {}).items()}
+        sweep_kwargs = {k: v for k, v in kwargs.items() if k in SWEEP_MARKER_KEYS}
+        where = f"{metafunc.definition.nodeid} @pytest.mark.tokrate"
+        ini, cli = self.session.sweep_layers
+        try:
+            levels = resolve_levels([ini, LevelLayer.from_mapping(where, sweep_kwargs), cli])
+        except UsageError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        for arg in wanted:
+            dim, short = LEVEL_ARGS[arg]
+            values: tuple[int | None, ...] = getattr(levels, dim)
+            ids = [f"{short}{v}" if v is not None else f"{short}-default" for v in values]
+            metafunc.parametrize(arg, list(values), ids=ids)
+
+    # -- per test -------------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        if "tokrate" in getattr(item, "fixturenames", ()):
+            self.tokrate_ids.add(item.nodeid)
+            if call.when == "call":
+                self._record_properties(item)
+        return (yield)
+
+    def _record_properties(self, item: pytest.Item) -> None:
+        from .plugin import FIXTURES_KEY
+
+        fixtures: list[Tokrate] = item.stash.get(FIXTURES_KEY, [])
+        measurements = [m for f in fixtures for m in f.measurements]
+        sweeps = [s for f in fixtures for s in getattr(f, "sweeps", [])]
+        if not (measurements or sweeps):
+            return
+        from .reporting import junit_properties
+
+        item.user_properties.extend(junit_properties(measurements, sweeps))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.nodeid not in self.tokrate_ids:
+            return
+        entry = self.tests.setdefault(report.nodeid, {"outcome": "passed", "duration_s": 0.0})
+        entry["duration_s"] += float(report.duration)
+        outcome = _outcome(report)
+        rank = ["passed", "skipped", "xfailed", "xpassed", "failed", "error"]
+        if outcome is not None and (
+            report.when == "call" or rank.index(outcome) > rank.index(entry["outcome"])
+        ):
+            if report.when == "teardown" and entry["outcome"] in ("failed", "error"):
+                return
+            entry["outcome"] = outcome
+
+    # -- end of the run -------------------------------------------------------------------
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        output = getattr(node, "workeroutput", None) or {}
+        if WORKER_KEY in output:
+            self.worker_fragments.append(json.loads(output[WORKER_KEY]))
+
+    def _fragment(self) -> dict[str, Any]:
+        from .reporting import fragment
+
+        return fragment(self.session.results, self.session.sweeps, self.tests)
+
+    def _wanted(self, merged: dict[str, Any]) -> tuple[bool, bool]:
+        """(write the requested files, write the GitHub step summary)."""
+        anything = bool(merged["tests"] or merged["measurements"] or merged["sweeps"])
+        step = bool(os.environ.get(STEP_SUMMARY_ENV)) and anything
+        return self.settings.any_file, step
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        local = bool(self.session.results or self.session.sweeps or self.tests)
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:
+            if local:
+                workeroutput[WORKER_KEY] = json.dumps(self._fragment())
+            return
+        if not (local or self.worker_fragments or self.settings.any_file):
+            return  # a run without tokrate tests and without reports asked for: no cost
+        try:
+            from .reporting import merge_fragments
+
+            self.merged = merge_fragments([self._fragment(), *self.worker_fragments])
+            files, step = self._wanted(self.merged)
+            if files or step:
+                self._write(self.merged, step)
+        except TokrateError as exc:
+            self.errors.append(str(exc))
+        except Exception as exc:  # never let a report break the run's outcome silently
+            self.errors.append(f"writing the tokrate reports failed: {type(exc).__name__}: {exc}")
+        if self.errors and session.exitstatus in (
+            pytest.ExitCode.OK,
+            pytest.ExitCode.NO_TESTS_COLLECTED,
+        ):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _write(self, merged: dict[str, Any], step: bool) -> None:
+        from .markdown import markdown
+        from .reporting import build_report, validate_report, write_json, write_text
+        from .telemetry import default_monitor
+
+        report = build_report(merged, default_monitor().status().to_dict())
+        s = self.settings
+        plot_files: list[tuple[str, Path]] = []
+        if s.plots_dir is not None:
+            from .plots import write_plots
+
+            plotted = write_plots(report, s.plots_dir)
+            plot_files = plotted.files
+            report["plots"] = [str(p) for _, p in plot_files]
+            names = ", ".join(p.name for _, p in plot_files) or "none"
+            self.lines.append(f"plots in {s.plots_dir}: {names}")
+            self.lines += [f"  no plot: {why}" for why in plotted.skipped]
+        try:
+            validate_report(report)
+        finally:
+            if s.json_path is not None:
+                write_json(s.json_path, report)
+                self.lines.append(f"JSON report: {s.json_path}")
+        if s.md_path is not None:
+            links = [(t, os.path.relpath(p, s.md_path.parent)) for t, p in plot_files]
+            write_text(s.md_path, markdown(report, links))
+            self.lines.append(f"Markdown summary: {s.md_path}")
+        if step:
+            cwd = Path(self.config.invocation_params.dir)
+            links = [(t, _display(p, cwd)) for t, p in plot_files]
+            target = Path(os.environ[STEP_SUMMARY_ENV])
+            try:
+                with target.open("a", encoding="utf-8") as fh:
+                    fh.write(markdown(report, links, embed_images=False) + "\n")
+            except OSError as exc:
+                raise TokrateError(
+                    f"cannot append the summary to ${STEP_SUMMARY_ENV}={target}: "
+                    f"{exc.strerror or exc}"
+                ) from None
+            self.lines.append(f"summary appended to ${STEP_SUMMARY_ENV}")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        try:
+            sweeps = (self.merged or {}).get("sweeps") or []
+            if sweeps:
+                from .markdown import sweep_terminal_lines
+
+                terminalreporter.write_sep("=", "tokrate: sweeps")
+                for line in sweep_terminal_lines(sweeps):
+                    terminalreporter.write_line(line)
+        except Exception as exc:  # the summary must never raise
+            self.errors.append(f"cannot show the sweep table: {type(exc).__name__}: {exc}")
+        if self.lines or self.errors:
+            terminalreporter.write_sep("=", "tokrate: reports")
+            for line in self.lines:
+                terminalreporter.write_line(line)
+            for error in self.errors:
+                terminalreporter.write_line(f"ERROR: {error}", red=True)
+
+
+def _display(path: Path, cwd: Path) -> str:
+    try:
+        return str(path.relative_to(cwd))
+    except ValueError:
+        return str(path)
+
+
+__all__ = ["PLUGIN_NAME", "ReportPlugin", "configure", "layers_for_item", "parse_cli"]

@@ -1,0 +1,345 @@
+"""Reports of a whole run: JSON (schema-validated), Markdown summary, JUnit properties.
+
+Pure: no pytest. The report is built in two steps so that pytest-xdist workers can each
+send a JSON-ready *fragment* (their measurements, sweeps and test outcomes) to the
+controller, which merges the fragments into one report. Plots and the Markdown summary
+are drawn from the report dictionary alone, never from live objects.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .errors import ReportError
+
+if TYPE_CHECKING:
+    from .result import Measurement
+    from .sweep import SweepResult
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = Path(__file__).with_name("schemas") / "report.schema.json"
+
+
+# -- JSON-ready pieces --------------------------------------------------------------------
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    kept = sorted(v for v in values if v is not None and not math.isnan(v))
+    if not kept:
+        return None
+    mid = len(kept) // 2
+    return kept[mid] if len(kept) % 2 else (kept[mid - 1] + kept[mid]) / 2
+
+
+def yardstick(m: Measurement) -> dict[str, Any]:
+    """Engine tokens beside cl100k_base tokens and whitespace words (medians over rounds).
+
+    ``words_vs_tokens_pct`` is how far ``len(text.split())`` is from the engine's count.
+    """
+    samples = m.samples
+    tokens = _median(float(s.output_tokens) for s in samples if s.output_tokens is not None)
+    words = _median(float(s.words) for s in samples)
+    return {
+        "engine_tokens": tokens,
+        "cl100k_tokens": _median(
+            float(s.normalized_tokens) for s in samples if s.normalized_tokens is not None
+        ),
+        "words": words,
+        "e2e_tps": _median(s.e2e_tps for s in samples),
+        "normalized_tps": _median(
+            s.normalized_tokens / s.e2e for s in samples if s.normalized_tokens and s.e2e > 0
+        ),
+        "words_per_s": _median(s.words / s.e2e for s in samples if s.e2e > 0),
+        "words_vs_tokens_pct": (100.0 * (words - tokens) / tokens)
+        if tokens and words is not None
+        else None,
+    }
+
+
+def _pass_rate(quality: Any) -> float | None:
+    if quality is None:
+        return None
+    rate = getattr(quality, "pass_rate", None)
+    if rate is None:
+        return None
+    rate = float(rate)
+    return None if math.isnan(rate) else rate
+
+
+def _fingerprint(model: Mapping[str, Any], versions: Mapping[str, Any], m: Any) -> Any:
+    try:
+        from . import fingerprint
+    except ImportError:  # pragma: no cover - module absent in a partial install
+        return None
+    env = getattr(fingerprint, "environment", None)
+    definition = getattr(fingerprint, "definition", None)
+    out: dict[str, Any] = {}
+    try:
+        if env is not None:
+            out["environment"] = env(model, versions)
+        if definition is not None and m is not None:
+            out["definition"] = definition(m.request, m.settings)
+    except Exception:  # a fingerprint must never break the report
+        return None
+    return out or None
+
+
+def measurement_entry(m: Measurement) -> dict[str, Any]:
+    data = m.to_dict()
+    data["yardstick"] = yardstick(m)
+    data["pass_rate"] = _pass_rate(m.quality)
+    data["gpu"] = m.extra.get("gpu")
+    data["fingerprint"] = _fingerprint(data["model"], m.versions, m)
+    return _jsonable_dict(data)
+
+
+def sweep_entry(s: SweepResult) -> dict[str, Any]:
+    data = s.to_dict()
+    for level, entry in zip(s.levels, data["levels"], strict=True):
+        entry["yardstick"] = yardstick(level.measurement)
+        entry["pass_rate"] = _pass_rate(level.measurement.quality)
+    data["fingerprint"] = _fingerprint(data["model"], s.versions, None)
+    return _jsonable_dict(data)
+
+
+def _jsonable_dict(value: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(k): _jsonable(v) for k, v in value.items()}
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN and infinities become null; tuples lists; unknown objects their str()."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+def fragment(
+    measurements: Sequence[Measurement],
+    sweeps: Sequence[SweepResult],
+    tests: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """What one process contributes to the report (JSON-ready, mergeable)."""
+    return {
+        "measurements": [measurement_entry(m) for m in measurements],
+        "sweeps": [sweep_entry(s) for s in sweeps],
+        "tests": {k: dict(v) for k, v in tests.items()},
+    }
+
+
+def merge_fragments(fragments: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"measurements": [], "sweeps": [], "tests": {}}
+    for frag in fragments:
+        out["measurements"].extend(frag.get("measurements", []))
+        out["sweeps"].extend(frag.get("sweeps", []))
+        out["tests"].update(frag.get("tests", {}))
+    return out
+
+
+def tokenizer_status() -> dict[str, Any]:
+    from .tokens import ENCODING, encoding, unavailable_reason
+
+    available = encoding() is not None
+    return {
+        "encoding": ENCODING,
+        "available": available,
+        "reason": None if available else unavailable_reason(),
+    }
+
+
+def environment() -> dict[str, Any]:
+    import pytest
+
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "pytest": pytest.__version__,
+        "args": [str(a) for a in sys.argv[1:]],
+    }
+
+
+def _hardware() -> Any:
+    try:
+        from .fingerprint import hardware
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        return _jsonable(hardware())
+    except Exception:
+        return None
+
+
+def build_report(
+    merged: Mapping[str, Any],
+    gpu: Mapping[str, Any],
+    tokenizer: Mapping[str, Any] | None = None,
+    created: datetime.datetime | None = None,
+) -> dict[str, Any]:
+    """The whole run as one JSON-ready dictionary (see schemas/report.schema.json)."""
+    measurements = list(merged.get("measurements", []))
+    sweeps = list(merged.get("sweeps", []))
+    tests_map: Mapping[str, Mapping[str, Any]] = merged.get("tests", {})
+    tests = [{"test_id": tid, **dict(info)} for tid, info in sorted(tests_map.items())]
+    outcomes: dict[str, int] = {}
+    for t in tests:
+        outcomes[t["outcome"]] = outcomes.get(t["outcome"], 0) + 1
+    verdicts = {"fail": 0, "warn": 0, "info": 0}
+    for m in measurements:
+        for f in m.get("findings", []):
+            sev = f.get("severity")
+            if sev in verdicts:
+                verdicts[sev] += 1
+    models: dict[str, Any] = {}
+    for entry in [*measurements, *sweeps]:
+        model = entry["model"]
+        models.setdefault(f"{model.get('backend')}:{model.get('name')}", model)
+    when = created or datetime.datetime.now(datetime.timezone.utc)
+    return {
+        "schema": "pytest-tokrate/report",
+        "schema_version": SCHEMA_VERSION,
+        "created_utc": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "tool": {"name": "pytest-tokrate", "version": __version__},
+        "environment": environment(),
+        "hardware": _hardware(),
+        "gpu": dict(gpu),
+        "tokenizer": dict(tokenizer) if tokenizer is not None else tokenizer_status(),
+        "summary": {
+            "tests": len(tests),
+            "outcomes": outcomes,
+            "measurements": len(measurements),
+            "sweeps": len(sweeps),
+            "sweep_levels": sum(len(s["levels"]) for s in sweeps),
+            "sweep_errors": sum(lv["failed"] for s in sweeps for lv in s["levels"]),
+            "verdicts": verdicts,
+        },
+        "models": list(models.values()),
+        "tests": tests,
+        "measurements": measurements,
+        "sweeps": sweeps,
+        "plots": [],
+    }
+
+
+def load_schema() -> dict[str, Any]:
+    with SCHEMA_FILE.open(encoding="utf-8") as fh:
+        schema: dict[str, Any] = json.load(fh)
+    return schema
+
+
+def validate_report(report: Mapping[str, Any]) -> None:
+    """Raise :class:`ReportError` naming the first field that breaks the schema."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(report), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.absolute_path) or "(top level)"
+        raise ReportError(
+            f"the JSON report does not match its schema at {where}: {first.message} "
+            f"({len(errors)} problem(s)); this is a pytest-tokrate bug, please report it."
+        )
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write atomically: a temporary file in the same directory, then a rename."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def write_json(path: Path, report: Mapping[str, Any]) -> None:
+    write_text(path, json.dumps(report, indent=1, sort_keys=True, allow_nan=False) + "\n")
+
+
+# -- JUnit --------------------------------------------------------------------------------------
+
+
+def _num(x: Any) -> str | None:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return None
+    return f"{float(x):.6g}"
+
+
+def junit_properties(
+    measurements: Sequence[Measurement], sweeps: Sequence[SweepResult]
+) -> list[tuple[str, str]]:
+    """Key figures as ``(name, value)`` pairs for JUnit XML ``<property>`` elements."""
+    props: list[tuple[str, str]] = []
+
+    def add(name: str, value: Any) -> None:
+        text = value if isinstance(value, str) else _num(value)
+        if text is not None:
+            props.append((name, text))
+
+    for m in measurements:
+        prefix = f"tokrate.{m.model.name}" + (f".{m.label}" if m.label else "")
+        add(f"{prefix}.decode_tps.median", m.decode_tps.median)
+        add(f"{prefix}.e2e_tps.median", m.e2e_tps.median)
+        add(f"{prefix}.normalized_tps.median", m.normalized_tps.median)
+        add(f"{prefix}.ttft_s.p50", m.ttft.p50)
+        add(f"{prefix}.ttft_s.p90", m.ttft.p90)
+        add(f"{prefix}.tpot_s.median", m.tpot.median)
+        add(f"{prefix}.e2e_s.p50", m.e2e.p50)
+        add(f"{prefix}.output_tokens.median", m.output_tokens.median)
+        add(f"{prefix}.words.median", m.words.median)
+        add(f"{prefix}.rounds", m.rounds)
+        add(f"{prefix}.pass_rate", _pass_rate(m.quality))
+        gpu = m.extra.get("gpu") or {}
+        add(f"{prefix}.j_per_token", gpu.get("j_per_token"))
+        severities = [getattr(f, "severity", None) for f in m.findings]
+        verdict = "fail" if "fail" in severities else "warn" if "warn" in severities else "ok"
+        add(f"{prefix}.verdict", verdict)
+    for s in sweeps:
+        base = f"tokrate.{s.model.name}" + (f".{s.label}" if s.label else "")
+        for lv in s.levels:
+            prefix = f"{base}.sweep[{lv.name}]"
+            add(f"{prefix}.throughput_tps", lv.throughput)
+            add(f"{prefix}.normalized_throughput_tps", lv.normalized_throughput)
+            add(f"{prefix}.decode_tps.median", lv.decode_tps.median)
+            add(f"{prefix}.ttft_s.p50", lv.ttft.p50)
+            add(f"{prefix}.ttft_s.p99", lv.ttft.p99)
+            add(f"{prefix}.e2e_s.p99", lv.e2e.p99)
+            add(f"{prefix}.completed", lv.completed)
+            add(f"{prefix}.failed", lv.failed)
+            add(f"{prefix}.j_per_token", (lv.gpu or {}).get("j_per_token"))
+    return props
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ReportError",
+    "build_report",
+    "fragment",
+    "junit_properties",
+    "measurement_entry",
+    "merge_fragments",
+    "sweep_entry",
+    "tokenizer_status",
+    "validate_report",
+    "write_json",
+    "write_text",
+]
