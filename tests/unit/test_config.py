@@ -1,0 +1,160 @@
+"""Option parsing, validation and precedence (``config.py``), without pytest's glue."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_tokrate.config import (
+    DEFAULT_OPTIONS,
+    Layer,
+    parse_choice,
+    parse_float,
+    parse_int,
+    parse_model_list,
+    parse_option_lines,
+    parse_option_pair,
+    resolve,
+    validate_options,
+)
+from pytest_tokrate.errors import UsageError
+
+
+def test_parse_int_accepts_ints_and_decimal_strings() -> None:
+    assert parse_int("x", 3) == 3
+    assert parse_int("x", " 12 ") == 12
+    assert parse_int("x", "-2") == -2
+
+
+@pytest.mark.parametrize("value", ["1.5", "ten", "", True, None, 2.0])
+def test_parse_int_rejects_non_integers(value: object) -> None:
+    with pytest.raises(UsageError, match=r"x: invalid value .*: expected an integer\."):
+        parse_int("x", value)
+
+
+def test_parse_int_minimum_is_named_in_the_message() -> None:
+    with pytest.raises(UsageError) as exc:
+        parse_int("--tokrate-rounds", "0", minimum=1)
+    assert str(exc.value) == "--tokrate-rounds: invalid value '0': expected an integer >= 1."
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "abc", None])
+def test_parse_float_rejects_non_finite_and_text(value: object) -> None:
+    with pytest.raises(UsageError, match="invalid value"):
+        parse_float("t", value)
+
+
+def test_parse_choice_normalises_case() -> None:
+    assert parse_choice("c", " BUST ", ("bust", "allow")) == "bust"
+    with pytest.raises(UsageError, match="expected one of bust, allow"):
+        parse_choice("c", "never", ("bust", "allow"))
+
+
+def test_validate_options_coerces_types() -> None:
+    out = validate_options(
+        {"num_predict": "16", "temperature": "0.7", "stop": "\n", "use_mmap": "off", "seed": 7}
+    )
+    assert out == {
+        "num_predict": 16,
+        "temperature": 0.7,
+        "stop": ["\n"],
+        "use_mmap": False,
+        "seed": 7,
+    }
+
+
+def test_unknown_option_suggests_the_close_name() -> None:
+    with pytest.raises(UsageError) as exc:
+        validate_options({"num_predcit": 3}, "ini tokrate_options")
+    message = str(exc.value)
+    assert message.startswith("ini tokrate_options: unknown generation option 'num_predcit'.")
+    assert "Did you mean 'num_predict'?" in message
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"num_predict": 0}, "a generation length >= 1 (or -1 for unbounded)"),
+        ({"num_ctx": 0}, "an integer >= 1"),
+        ({"temperature": -1}, "a number >= 0.0"),
+        ({"stop": [1, 2]}, "a string or a list of strings"),
+        ({"use_mmap": "maybe"}, "true or false"),
+    ],
+)
+def test_invalid_option_values(options: dict[str, object], fragment: str) -> None:
+    with pytest.raises(UsageError, match="invalid value") as exc:
+        validate_options(options)
+    assert fragment in str(exc.value)
+
+
+def test_options_must_be_a_mapping() -> None:
+    with pytest.raises(UsageError, match="expected a mapping"):
+        validate_options(["num_predict", 3])  # type: ignore[arg-type]
+
+
+def test_option_pair_reads_json_values_else_strings() -> None:
+    assert parse_option_pair("num_thread=2") == ("num_thread", 2)
+    assert parse_option_pair('stop=["a", "b"]') == ("stop", ["a", "b"])
+    assert parse_option_pair("stop=END") == ("stop", ["END"])
+    with pytest.raises(UsageError, match=r"expected KEY=VALUE, e\.g\. num_thread=2"):
+        parse_option_pair("num_thread")
+
+
+def test_option_lines_skip_blanks_and_comments() -> None:
+    lines = ["", "# fast", "num_predict = 8", "  temperature=0.5  "]
+    assert parse_option_lines(lines, "ini") == {"num_predict": 8, "temperature": 0.5}
+
+
+def test_model_list() -> None:
+    assert parse_model_list("smollm2, smollm2-q2_k") == ("smollm2", "smollm2-q2_k")
+    for bad, fragment in [
+        ("", "empty model name"),
+        ("a,,b", "empty model name in the list"),
+        ("a,a", "listed twice"),
+    ]:
+        with pytest.raises(UsageError, match=fragment):
+            parse_model_list(bad)
+
+
+def test_defaults_are_deterministic() -> None:
+    settings = resolve([])
+    assert settings.rounds == 5
+    assert settings.warmup == 1
+    assert settings.cache == "bust"
+    assert settings.timeout_s == 120.0
+    assert settings.options == DEFAULT_OPTIONS
+    assert settings.options["temperature"] == 0.0
+    assert settings.options["seed"] == 42
+    assert settings.options["num_ctx"] == 2048
+
+
+def test_precedence_later_layers_win_and_options_merge_by_key() -> None:
+    ini = Layer("ini", rounds="2", warmup="3", options={"num_predict": 8, "num_thread": 1})
+    marker = Layer("marker", rounds=4, options={"num_predict": 16})
+    cli = Layer("command line", warmup=0, options={"num_thread": 2})
+    settings = resolve([ini, marker, cli])
+    assert settings.rounds == 4  # marker over ini
+    assert settings.warmup == 0  # command line over ini
+    assert settings.options["num_predict"] == 16  # marker over ini
+    assert settings.options["num_thread"] == 2  # command line over ini
+    assert settings.options["seed"] == 42  # default kept
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        (Layer("ini", rounds=0), "ini rounds: invalid value 0: expected an integer >= 1."),
+        (Layer("m", warmup=-1), "m warmup: invalid value -1: expected an integer >= 0."),
+        (Layer("m", timeout=0), "m timeout: invalid value 0: expected a number of seconds > 0."),
+        (Layer("m", cache="off"), "m cache: invalid value 'off': expected one of bust, allow."),
+    ],
+)
+def test_resolve_names_the_layer_and_value(layer: Layer, message: str) -> None:
+    with pytest.raises(UsageError) as exc:
+        resolve([layer])
+    assert str(exc.value) == message
+
+
+def test_settings_to_dict_is_plain_data() -> None:
+    d = resolve([Layer("x", rounds=3)]).to_dict()
+    assert d["rounds"] == 3
+    assert d["options"]["temperature"] == 0.0
