@@ -17,6 +17,7 @@ from .errors import (
     InfrastructureError,
     ModelNotFoundError,
     ModelNotOnServer,
+    ReportError,
     RequestTimeout,
     ServerError,
     TokrateError,
@@ -36,6 +37,8 @@ _LAZY: dict[str, str] = {
     "Measurement": "result",
     "Runner": "runner",
     "Summary": "stats",
+    "SweepLevel": "sweep",
+    "SweepResult": "sweep",
 }
 
 if TYPE_CHECKING:
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from .result import Measurement
     from .runner import Runner
     from .stats import Summary
+    from .sweep import SweepLevel, SweepResult
 
 
 def __getattr__(name: str) -> Any:
@@ -73,12 +77,15 @@ __all__ = [
     "ModelInfo",
     "ModelNotFoundError",
     "ModelNotOnServer",
+    "ReportError",
     "Request",
     "RequestTimeout",
     "Runner",
     "Sample",
     "ServerError",
     "Summary",
+    "SweepLevel",
+    "SweepResult",
     "TextChunk",
     "TokrateError",
     "UsageError",

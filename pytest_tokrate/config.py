@@ -6,7 +6,6 @@ shows the bad value and says what is accepted.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -136,6 +135,8 @@ def validate_options(options: Mapping[str, Any], source: str = "options") -> dic
     out: dict[str, Any] = {}
     for key, value in options.items():
         if key not in KNOWN_OPTIONS:
+            import difflib  # only on this error path: keeps plugin start-up cheap
+
             close = difflib.get_close_matches(str(key), KNOWN_OPTIONS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise UsageError(
@@ -231,6 +232,9 @@ class Layer:
     timeout: object = None
     cache: object = None
     options: Mapping[str, Any] | None = None
+    #: Values of other features at this level (quality ``checks``, ``min_pass_rate``),
+    #: resolved by those features; ``resolve()`` ignores them.
+    extra: Mapping[str, Any] | None = None
 
 
 def resolve(layers: Iterable[Layer]) -> RunSettings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backends.base import Message, Request
 from .config import KNOWN_OPTIONS, Layer, RunSettings, resolve
@@ -13,10 +13,14 @@ from .result import Measurement
 from .runner import Runner
 from .session import TokrateSession
 
+if TYPE_CHECKING:
+    from .levels import LevelLayer
+    from .sweep import SweepResult
+
 #: Keyword arguments of the ``tokrate`` marker besides generation options.
 MARKER_KEYS = {"rounds", "warmup", "options", "timeout", "cache"}
 #: Further marker keys registered by other features (quality, gate, sweeps).
-EXTRA_MARKER_KEYS: set[str] = set()
+EXTRA_MARKER_KEYS: set[str] = {"checks", "min_pass_rate"}  # quality bar (quality.py)
 
 MessagesArg = Sequence[Mapping[str, str] | Message] | None
 
@@ -31,11 +35,11 @@ def marker_layer(kwargs: Mapping[str, Any], where: str) -> Layer:
             "@pytest.mark.tokrate: use rounds=, warmup=, timeout=, cache=, options={...} "
             "or a generation option such as num_predict=."
         )
-    options = dict(kwargs.get("options") or {})
-    if "options" in kwargs and not isinstance(kwargs["options"], Mapping):
+    if kwargs.get("options") is not None and not isinstance(kwargs["options"], Mapping):
         raise UsageError(
             f"{where}: @pytest.mark.tokrate(options=...) must be a dict, got {kwargs['options']!r}."
         )
+    options = dict(kwargs.get("options") or {})
     options.update({k: v for k, v in kwargs.items() if k in KNOWN_OPTIONS})
     return Layer(
         source=f"{where} @pytest.mark.tokrate",
@@ -44,6 +48,7 @@ def marker_layer(kwargs: Mapping[str, Any], where: str) -> Layer:
         timeout=kwargs.get("timeout"),
         cache=kwargs.get("cache"),
         options=options or None,
+        extra={k: kwargs[k] for k in EXTRA_MARKER_KEYS if k in kwargs} or None,
     )
 
 
@@ -91,6 +96,9 @@ class Tokrate:
         self.runner_factory = runner_factory
         self.on_result = on_result
         self.measurements: list[Measurement] = []
+        self.sweeps: list[SweepResult] = []
+        #: Sweep levels of the marker and of the item's own parametrized level.
+        self.level_layers: tuple[LevelLayer | None, LevelLayer | None] = (None, None)
 
     @property
     def model(self) -> str:
@@ -121,12 +129,19 @@ class Tokrate:
         format: str | dict[str, Any] | None = None,
         raw: bool = False,
         label: str | None = None,
+        benchmark: Any = None,
+        checks: Sequence[Any] | None = None,
+        min_pass_rate: float | str | None = None,
         **generation_options: Any,
     ) -> Measurement:
         """Measure ``prompt`` (or chat ``messages``) and return every sample.
 
         Generation options may be given in ``options={...}`` or directly as keywords:
-        ``tokrate.run("Hi", rounds=10, num_predict=64)``.
+        ``tokrate.run("Hi", rounds=10, num_predict=64)``. With ``benchmark=benchmark``
+        (pytest-benchmark's fixture) each measured round is also timed and stored by
+        pytest-benchmark (see :mod:`pytest_tokrate.benchbridge`). ``checks=[...]`` are
+        judged on every measured round (with the marker's checks); the test fails when
+        the pass rate is below ``min_pass_rate`` (default: every round must pass).
         """
         if (prompt is None) == (messages is None):
             raise UsageError(
@@ -153,18 +168,114 @@ class Tokrate:
             format=format,
             raw=raw,
         )
+        quality = None
+        if checks is not None or (self.marker is not None and self.marker.extra):
+            from .quality import QualityPlan  # parsed before any round: fail fast
+
+            cfg = self.session.config
+            quality = QualityPlan.build(
+                self.test_id, [cfg.ini, self.marker, cfg.cli], checks, min_pass_rate
+            )
         backend = self.session.backend_for(self.spec)
         runner = self.runner_factory(backend)
-        measurement = runner.run(request, settings)
+        if benchmark is None:
+            measurement = runner.run(request, settings)
+        else:
+            from . import benchbridge
+
+            repeat = benchbridge.pedantic_repeat(benchmark)
+            measurement = runner.run(request, settings, repeat=repeat)
         measurement.test_id = self.test_id
         measurement.label = label or (
             f"run {len(self.measurements) + 1}" if self.measurements else None
         )
+        if quality is not None:
+            measurement.quality = quality.evaluate(measurement, request)
+        if benchmark is not None:
+            benchbridge.record(benchmark, measurement)
         self.measurements.append(measurement)
         self.session.add_result(measurement)
         if self.on_result is not None:
             self.on_result(measurement)
         return measurement
+
+    def sweep(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: MessagesArg = None,
+        system: str | None = None,
+        concurrency: int | Sequence[int] | str | None = None,
+        gen_lengths: int | Sequence[int] | str | None = None,
+        prompt_lengths: int | Sequence[int] | str | None = None,
+        requests: int | None = None,
+        rounds: int | None = None,
+        warmup: int | None = None,
+        options: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        cache: str | None = None,
+        format: str | dict[str, Any] | None = None,
+        raw: bool = False,
+        label: str | None = None,
+        **generation_options: Any,
+    ) -> SweepResult:
+        """Measure ``prompt`` at several levels and return a :class:`SweepResult`.
+
+        ``concurrency=[1, 8, 32]`` keeps that many requests in flight (closed loop);
+        ``gen_lengths=[16, 64, 256]`` sets num_predict per level; ``prompt_lengths=[...]``
+        pads the prompt to about that many cl100k tokens. Lists multiply into a grid.
+        ``requests`` per level defaults to ``rounds`` at concurrency 1, else to
+        ``max(rounds, 2 * concurrency)``. Warm-up runs
+        once, before the first level. Failed requests are recorded per level, not raised.
+        """
+        import warnings
+
+        from .levels import LevelLayer, resolve_levels
+        from .sweep import SweepWarning, run_sweep
+
+        if (prompt is None) == (messages is None):
+            raise UsageError(
+                "tokrate.sweep() needs exactly one of prompt='...' or messages=[...]; "
+                f"got prompt={prompt!r} and messages={messages!r}."
+            )
+        if prompt is not None and not isinstance(prompt, str):
+            raise UsageError(f"tokrate.sweep(prompt={prompt!r}): the prompt must be a string.")
+        merged = dict(options or {})
+        merged.update(generation_options)
+        call = Layer(
+            source="tokrate.sweep()",
+            rounds=rounds,
+            warmup=warmup,
+            timeout=timeout,
+            cache=cache,
+            options=merged or None,
+        )
+        settings = self.settings(call)
+        call_levels = LevelLayer(
+            "tokrate.sweep()", concurrency, gen_lengths, prompt_lengths, requests
+        )
+        ini, cli = self.session.sweep_layers or (None, None)
+        marker, item = self.level_layers
+        layers = [x for x in (ini, marker, call_levels, cli, item) if x is not None]
+        levels = resolve_levels(layers)
+        request = Request(
+            prompt=prompt, messages=_messages(messages), system=system, format=format, raw=raw
+        )
+        runner = self.runner_factory(self.session.backend_for(self.spec))
+        result = run_sweep(runner, request, settings, levels, self.test_id, label)
+        self.sweeps.append(result)
+        self.session.sweeps.append(result)
+        if result.errors:
+            total = sum(lv.requests for lv in result.levels)
+            warnings.warn(
+                SweepWarning(
+                    f"{self.test_id}: {len(result.errors)} of {total} requests failed in the "
+                    f"sweep on {self.spec.name} ({result.errors[0]}); the levels report what "
+                    "they measured and their errors."
+                ),
+                stacklevel=2,
+            )
+        return result
 
 
 __all__ = ["EXTRA_MARKER_KEYS", "MARKER_KEYS", "Tokrate", "marker_layer"]

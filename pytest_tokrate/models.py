@@ -77,6 +77,13 @@ def is_embedded_name(name: str) -> bool:
     return name.lower() in EMBEDDED_ALIASES or name.lower().endswith(".gguf")
 
 
+def _looks_like_alias_typo(name: str) -> bool:
+    """``smollm2-q3_k`` and the like: our alias family, but no such alias (Ollama tags
+    use ``name:tag``, so an Ollama name never looks like this)."""
+    lowered = name.lower()
+    return lowered.startswith("smollm2-") and ":" not in lowered and "/" not in lowered
+
+
 def check_ollama_name(name: str) -> None:
     if not name.strip():
         raise UsageError("model name is empty: pass --tokrate-model=NAME, e.g. gemma2:2b.")
@@ -98,6 +105,12 @@ def resolve_model(name: str, backend: str = "auto") -> ModelSpec:
     chosen = backend
     if backend == "auto":
         chosen = "embedded" if is_embedded_name(name) else "ollama"
+        if chosen == "ollama" and _looks_like_alias_typo(name):
+            known = ", ".join(sorted(EMBEDDED_ALIASES))
+            raise ModelNotFoundError(
+                f"unknown model alias {name!r}: the embedded aliases are {known}; for an "
+                "Ollama model of that name pass --tokrate-backend=ollama."
+            )
     if chosen == "embedded":
         return _resolve_embedded(name)
     if chosen == "ollama":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -29,8 +29,6 @@ from .config import (
     parse_option_pair,
 )
 from .errors import InfrastructureError, TokrateError, UsageError
-from .fixtures import Tokrate, marker_layer
-from .models import ModelSpec
 from .session import (
     SessionConfig,
     TokrateSession,
@@ -38,10 +36,16 @@ from .session import (
     parse_backend,
     parse_missing_model,
 )
-from .verdict import Finding, JudgeContext, failure_message, failures
+
+if TYPE_CHECKING:
+    # The fixture object, models and verdicts load when a test uses tokrate, so that
+    # pytest start-up with the plugin installed but unused stays cheap.
+    from .fixtures import Tokrate
+    from .models import ModelSpec
+    from .verdict import Finding
 
 SESSION_KEY = pytest.StashKey[TokrateSession]()
-FIXTURES_KEY = pytest.StashKey[list[Tokrate]]()
+FIXTURES_KEY = pytest.StashKey["list[Tokrate]"]()
 INFRA_PREFIX = "tokrate infrastructure error: "
 NO_MODEL_MESSAGE = (
     "no model chosen for tokrate tests: pass --tokrate-model=smollm2 (embedded, no server) "
@@ -57,10 +61,28 @@ def _argparse_type(parser: Callable[[str], object]) -> Callable[[str], object]:
         try:
             return parser(text)
         except UsageError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
+            message = str(exc)
+            # argparse already says "argument --tokrate-x: "; drop our copy of the name.
+            if message.startswith("--tokrate-"):
+                message = message.partition(": ")[2] or message
+            raise argparse.ArgumentTypeError(message) from None
 
     parse.__name__ = getattr(parser, "__name__", "value")
     return parse
+
+
+def _host_option(value: str) -> str:
+    """Check a host string by Ollama's rules; keep it as given."""
+    from .hosts import parse_host
+
+    parse_host(value, "--tokrate-host")
+    return value
+
+
+def _server_setting_option(value: str) -> tuple[str, object]:
+    from .server_settings import parse_server_setting
+
+    return parse_server_setting(value, "--tokrate-server-setting")
 
 
 # name, ini name, help, type, cli type, default shown in help
@@ -75,8 +97,9 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
      lambda v: parse_choice("--tokrate-backend", v, BACKENDS)),
     ("host", "tokrate_host",
      "Server address, Ollama rules ([scheme://]host[:port][/path]). "
-     "Default: $OLLAMA_HOST, else http://127.0.0.1:11434",
-     None),
+     "Default: $OLLAMA_HOST, else http://127.0.0.1:11434 (openai backend: "
+     "$OPENAI_BASE_URL, else http://127.0.0.1:8080/v1)",
+     _host_option),
     ("rounds", "tokrate_rounds",
      f"Measured rounds per prompt. Default: {DEFAULT_ROUNDS}",
      lambda v: parse_int("--tokrate-rounds", v, minimum=1)),
@@ -104,13 +127,148 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
      "Name of the environment variable holding the API key of an OpenAI-compatible "
      "server (the key itself is never recorded). Default: none",
      None),
+    ("min-pass-rate", "tokrate_min_pass_rate",
+     "Minimum share of measured rounds that must pass every quality check, 0-1 or a "
+     "percentage such as 80%. Default: 1 (every round)",
+     lambda v: _quality_option("--tokrate-min-pass-rate", v)),
+    ("busy-retries", "tokrate_busy_retries",
+     "Retries, with doubling back-off from 0.5 s, when a server answers 503 busy (or 429) "
+     "before the round errors. Default: 3",
+     lambda v: parse_int("--tokrate-busy-retries", v, minimum=0)),
+    ("baseline-dir", "tokrate_baseline_dir",
+     "Directory of the baseline files, relative to the rootdir. Default: baselines",
+     None),
+    ("baseline-env", "tokrate_baseline_env",
+     "Environment name in baseline file names (TEST@ENV.json), to keep baselines per kind "
+     "of machine. Default: the backend (embedded, ollama, openai)",
+     lambda v: _gate_option("baseline-env", v)),
+    ("tolerance", "tokrate_tolerance",
+     "Change tolerated before a significant difference from the baseline is a regression: "
+     "10% for every speed metric, or per metric, e.g. decode_tps=10%,ttft=25%,pass_rate=10% "
+     "(points). Default: decode_tps=10%,ttft=25%,pass_rate=10%",
+     lambda v: _gate_option("tolerance", v)),
+    ("gate-metrics", "tokrate_gate_metrics",
+     "Metrics compared with the baseline, comma-separated (decode_tps, ttft, tpot, e2e, "
+     "prefill_tps, e2e_tps, pass_rate, ...), or none. Default: decode_tps,ttft,pass_rate",
+     lambda v: _gate_option("gate-metrics", v)),
+    ("gate", "tokrate_gate",
+     "Regression gate: enforce (a regression fails its test), report (regressions are "
+     "warnings) or off (no comparison). Default: enforce",
+     lambda v: _gate_option("gate", v)),
+    ("missing-baseline", "tokrate_missing_baseline",
+     "A test without a baseline: warn, or fail (strict, for CI). Default: warn",
+     lambda v: _gate_option("missing-baseline", v)),
+    ("on-mismatch", "tokrate_on_mismatch",
+     "A baseline recorded with another fingerprint (hardware, engine, model, test "
+     "definition): warn, skip or fail. Default: warn",
+     lambda v: _gate_option("on-mismatch", v)),
+    ("on-stale", "tokrate_on_stale",
+     "A test significantly better than its baseline beyond the tolerance (stale "
+     "baseline): warn or fail. Default: warn",
+     lambda v: _gate_option("on-stale", v)),
+    ("other-load", "tokrate_other_load",
+     "CPU cores other processes may use beyond those the embedded engine leaves free; "
+     "over it for more than 20% of a test, its speed verdict is withheld as untrustworthy. "
+     "A number, or off. Default: 0.1",
+     lambda v: _gate_option("other-load", v)),
+    ("concurrency", "tokrate_concurrency",
+     "Concurrency levels of tokrate.sweep(): requests kept in flight, comma-separated "
+     "(e.g. 1,8,32,128). Default: 1",
+     lambda v: _report_option("concurrency", v)),
+    ("gen-lengths", "tokrate_gen_lengths",
+     "Generation lengths (num_predict) of tokrate.sweep(), comma-separated (e.g. 16,64,256). "
+     "Default: the num_predict in effect",
+     lambda v: _report_option("gen-lengths", v)),
+    ("prompt-lengths", "tokrate_prompt_lengths",
+     "Prompt lengths of tokrate.sweep() in cl100k tokens, comma-separated (e.g. 128,1024). "
+     "Default: the prompt as given",
+     lambda v: _report_option("prompt-lengths", v)),
+    ("report-json", "tokrate_report_json",
+     "Write a JSON report of the run (tests, models, sweep levels, raw samples, "
+     "fingerprints, verdicts) to PATH. Default: none",
+     lambda v: _report_option("report-json", v)),
+    ("report-md", "tokrate_report_md",
+     "Write a Markdown summary to PATH (it is also appended to $GITHUB_STEP_SUMMARY when "
+     "that is set). Default: none",
+     lambda v: _report_option("report-md", v)),
+    ("plots", "tokrate_plots",
+     "Write PNG plots (latency and throughput vs concurrency, tok/s vs generation length, "
+     "speed vs quality) to DIR; needs matplotlib. Default: none",
+     lambda v: _report_option("plots", v)),
 ]  # fmt: skip
+
+
+def _report_option(name: str, value: str) -> object:
+    from .report_hooks import parse_cli
+
+    return parse_cli(name, value)
+
+
+def _gate_option(name: str, value: str) -> object:
+    from .baseline_hooks import parse_cli
+
+    return parse_cli(name, value)
+
+
+def _quality_option(source: str, value: object) -> float:
+    from .checks import parse_min_pass_rate
+
+    return parse_min_pass_rate(source, value)
+
+
+def _with_quality_options(config: pytest.Config, session_config: SessionConfig) -> SessionConfig:
+    """Put the command line's and ini's minimum pass rate on their precedence layers."""
+    from dataclasses import replace
+
+    cli = config.getoption("tokrate_min_pass_rate")
+    ini_text = _ini(config, "tokrate_min_pass_rate")
+    ini = None if ini_text is None else _quality_option("ini tokrate_min_pass_rate", ini_text)
+
+    def with_rate(layer: Layer, value: object) -> Layer:
+        if value is None:
+            return layer
+        return replace(layer, extra={**(layer.extra or {}), "min_pass_rate": value})
+
+    return replace(
+        session_config,
+        cli=with_rate(session_config.cli, cli),
+        ini=with_rate(session_config.ini, ini),
+    )
+
+
+def _quality_judge(measurement: Any, context: Any) -> list[Any]:
+    if measurement.quality is None:
+        return []
+    from .quality import quality_judge
+
+    return quality_judge(measurement, context)
+
+
+def _empty_answer_judge(measurement: Any, context: Any) -> list[Any]:
+    from .sanity import empty_answer_judge
+
+    return empty_answer_judge(measurement, context)
+
+
+def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Collector | None:
+    """Collect declarative suites: ``tokrate_*.yaml`` files (see suite.py)."""
+    if file_path.suffix in (".yaml", ".yml") and file_path.name.startswith("tokrate_"):
+        from .suite import SuiteFile
+
+        suite: pytest.Collector = SuiteFile.from_parent(parent, path=file_path)
+        return suite
+    return None
+
+
+def _escape(help_text: str) -> str:
+    return help_text.replace("%", "%%")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tokrate", "LLM speed and quality (pytest-tokrate)")
     for name, ini, help_text, type_ in _OPTIONS:
-        kwargs: dict[str, Any] = {"dest": ini, "default": None, "help": help_text}
+        # argparse %-formats help texts: a literal "10%" would crash `pytest --help`.
+        kwargs: dict[str, Any] = {"dest": ini, "default": None, "help": _escape(help_text)}
         if type_ is not None:
             kwargs["type"] = _argparse_type(type_)
         group.addoption(f"--tokrate-{name}", **kwargs)
@@ -131,6 +289,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="linelist",
         default=[],
     )
+    group.addoption(
+        "--tokrate-server-setting",
+        dest="tokrate_server_settings",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        type=_argparse_type(_server_setting_option),
+        help="Server setting recorded with every result, repeatable: kv_cache_type=q8_0, "
+        "flash_attention=on, num_parallel=4, ... (or OLLAMA_KV_CACHE_TYPE=q8_0). "
+        "Default: none",
+    )
+    parser.addini(
+        "tokrate_server_settings",
+        "Server settings recorded with every result, one KEY=VALUE per line. Default: none",
+        type="linelist",
+        default=[],
+    )
+    from .baseline_hooks import add_flags
+
+    add_flags(group, parser)
 
 
 def _ini(config: pytest.Config, name: str) -> str | None:
@@ -195,20 +373,63 @@ def _build_config(config: pytest.Config) -> SessionConfig:
         ini=ini_layer,
         missing_model=parse_missing_model(missing, "tokrate_missing_model"),
         api_key_env=get("tokrate_api_key_env") or _ini(config, "tokrate_api_key_env"),
+        extra=_server_backend_settings(config, host, models),
     )
+
+
+def _server_backend_settings(
+    config: pytest.Config, host: str | None, models: tuple[ModelSpec, ...]
+) -> dict[str, Any]:
+    """Check the server address now (a usage error, not a failing test), and gather the
+    declared server settings and the busy-retry count for the server backends."""
+    backends = {m.backend for m in models}
+    # Loaded only when there is something to check: keeps an unused plugin's start-up cheap.
+    if host is not None or backends & {"ollama", "openai"}:
+        from .hosts import check_host_settings
+
+        source = "--tokrate-host" if config.getoption("tokrate_host") else "ini tokrate_host"
+        check_host_settings(host, source, backends)
+    settings: dict[str, Any] = {}
+    ini_settings = config.getini("tokrate_server_settings") or []
+    if ini_settings:
+        from .server_settings import parse_server_settings
+
+        settings = parse_server_settings(ini_settings, "ini tokrate_server_settings")
+    settings.update(dict(config.getoption("tokrate_server_settings") or []))
+    retries = config.getoption("tokrate_busy_retries")
+    if retries is None:
+        raw = _ini(config, "tokrate_busy_retries")
+        retries = parse_int("ini tokrate_busy_retries", raw, minimum=0) if raw else 3
+    return {"server_settings": settings, "busy_retries": retries}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "tokrate(rounds=, warmup=, timeout=, cache=, options={...}, **generation_options): "
+        "tokrate(rounds=, warmup=, timeout=, cache=, options={...}, checks=[...], "
+        "min_pass_rate=, **generation_options): "
         "per-test pytest-tokrate settings (command line > marker > ini > default).",
     )
     try:
         session_config = _build_config(config)
+        session_config = _with_quality_options(config, session_config)
     except TokrateError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = TokrateSession(session_config)
+    config.stash[SESSION_KEY].judges.append(_quality_judge)
+    config.stash[SESSION_KEY].judges.append(_empty_answer_judge)
+    from .baseline_hooks import configure as configure_baselines
+
+    try:
+        configure_baselines(config, config.stash[SESSION_KEY])
+    except TokrateError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    from .report_hooks import configure as configure_reports
+
+    try:
+        configure_reports(config, config.stash[SESSION_KEY])
+    except TokrateError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -239,6 +460,8 @@ def tokrate_model() -> ModelSpec | None:
 @pytest.fixture
 def tokrate(request: pytest.FixtureRequest, tokrate_model: ModelSpec | None) -> Tokrate:
     """Measure prompts on the model under test: ``r = tokrate.run("Hi", rounds=10)``."""
+    from .fixtures import Tokrate, marker_layer
+
     session = _session(request.config)
     if tokrate_model is None:
         if session.config.missing_model_errors:
@@ -257,9 +480,17 @@ def tokrate(request: pytest.FixtureRequest, tokrate_model: ModelSpec | None) -> 
             )
         try:
             layer = marker_layer(marker.kwargs, node.nodeid)
+            # Check the marker's values now, so a bad one errors before the test body.
+            from .config import resolve
+
+            resolve([layer])
         except TokrateError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            # ``from None``: pytest would otherwise print the message twice, chained.
+            raise pytest.fail.Exception(str(exc), pytrace=False) from None
     fixture = Tokrate(session, tokrate_model, node.nodeid, layer)
+    from .report_hooks import layers_for_item
+
+    fixture.level_layers = layers_for_item(node, dict(marker.kwargs) if marker else {})
     node.stash.setdefault(FIXTURES_KEY, []).append(fixture)
     return fixture
 
@@ -271,6 +502,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     fixtures = item.stash.get(FIXTURES_KEY, [])
     if not fixtures:
         return result
+    from .verdict import JudgeContext, failure_message, failures
+
     session = _session(item.config)
     marker = item.get_closest_marker("tokrate")
     context = JudgeContext(test_id=item.nodeid, marker=dict(marker.kwargs) if marker else {})
@@ -280,12 +513,15 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
             try:
                 findings.extend(session.judge(measurement, context))
             except TokrateError as exc:
-                pytest.fail(str(exc), pytrace=False)
+                raise pytest.fail.Exception(str(exc), pytrace=False) from None
     for finding in findings:
         if finding.severity == "warn":
             item.warn(TokrateWarning(finding.message))
     if failures(findings):
         pytest.fail(failure_message(findings), pytrace=False)
+    skips = [f.message for f in findings if f.severity == "skip"]
+    if skips:
+        pytest.skip("\n\n".join(skips))
     return result
 
 
@@ -331,6 +567,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
         return
+    if not session.results and not session.skipped_no_model:
+        return
     from .report import terminal_lines
 
     lines = terminal_lines(session.results)
@@ -338,6 +576,14 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_sep("=", "tokrate: speed per test and model")
         for line in lines:
             terminalreporter.write_line(line)
+    if len({m.model.name for m in session.results}) > 1:
+        from .tradeoff import compare_models, tradeoff_lines
+
+        rows = compare_models(session.results, [s.name for s in session.config.models])
+        if rows:
+            terminalreporter.write_sep("=", "tokrate: trade-off between models")
+            for line in tradeoff_lines(rows):
+                terminalreporter.write_line(line)
     if session.skipped_no_model:
         terminalreporter.write_line(
             f"tokrate: {session.skipped_no_model} test(s) skipped: {NO_MODEL_MESSAGE}."

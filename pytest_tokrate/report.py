@@ -83,7 +83,50 @@ def terminal_lines(results: Sequence[Measurement]) -> list[str]:
                 "client-side (n-1)/(t_end - t_first)"
             )
     lines.extend(notes)
+    lines.extend(yardstick_lines(results))
     return lines
 
 
-__all__ = ["fmt_summary", "table", "terminal_lines"]
+def _ratio(a: float, b: float) -> str:
+    if math.isnan(a) or math.isnan(b) or not b:
+        return "-"
+    return f"{a / b:.2f}"
+
+
+def yardstick_lines(results: Sequence[Measurement]) -> list[str]:
+    """Engine tokens vs one fixed tokenizer (cl100k_base) vs whitespace words.
+
+    Raw tok/s is not comparable across tokenizers; ``norm tok/s`` re-counts each answer
+    with cl100k_base (end to end, like ``e2e tok/s``), and ``words/tok`` shows how far
+    the ``len(text.split())`` method is from the engine's own count.
+    """
+    rows = []
+    for m in results:
+        out, norm, words = m.output_tokens.median, m.normalized_tokens.median, m.words.median
+        rows.append(
+            [
+                _name(m),
+                m.model.name,
+                fmt_value(out, digits=0),
+                fmt_value(norm, digits=0),
+                fmt_value(words, digits=0),
+                _ratio(words, out),
+                fmt_summary(m.e2e_tps),
+                fmt_summary(m.normalized_tps),
+            ]
+        )
+    if not rows:
+        return []
+    header = ["test", "model", "engine tok", "cl100k tok", "words", "words/tok"]
+    header += ["e2e tok/s", "norm tok/s"]
+    out_lines = ["", "token yardstick (medians): engine tokenizer vs cl100k_base vs words"]
+    out_lines += table(rows, header)
+    if all(m.normalized_tokens.n == 0 for m in results):
+        out_lines.append(
+            "note: cl100k_base could not be loaded, so the cl100k columns are empty "
+            '(install "pytest-tokrate[tokens]")'
+        )
+    return out_lines
+
+
+__all__ = ["fmt_summary", "table", "terminal_lines", "yardstick_lines"]

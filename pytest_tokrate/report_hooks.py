@@ -191,8 +191,8 @@ class ReportPlugin:
         ini, cli = self.session.sweep_layers
         try:
             levels = resolve_levels([ini, LevelLayer.from_mapping(where, sweep_kwargs), cli])
-        except UsageError as exc:
-            pytest.fail(str(exc), pytrace=False)
+        except UsageError as exc:  # from None: pytest would print the message twice
+            raise pytest.fail.Exception(str(exc), pytrace=False) from None
         for arg in wanted:
             dim, short = LEVEL_ARGS[arg]
             values: tuple[int | None, ...] = getattr(levels, dim)

@@ -37,6 +37,7 @@ FIGURES: dict[str, tuple[Callable[[Sample], float | None], str, bool]] = {
     "output_tokens": (lambda s: _float(s.output_tokens), "tok", True),
     "prompt_tokens": (lambda s: _float(s.prompt_tokens), "tok", True),
     "words": (lambda s: float(s.words), "words", True),
+    "normalized_tokens": (lambda s: _float(s.normalized_tokens), "tok", True),
     "normalized_tps": (_normalized_tps, "tok/s", True),
 }  # fmt: skip
 
@@ -119,6 +120,11 @@ class Measurement:
     @cached_property
     def words(self) -> Summary:
         return self.summary("words")
+
+    @cached_property
+    def normalized_tokens(self) -> Summary:
+        """Output re-counted with cl100k_base (the common yardstick across tokenizers)."""
+        return self.summary("normalized_tokens")
 
     @cached_property
     def normalized_tps(self) -> Summary:

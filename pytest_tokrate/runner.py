@@ -8,18 +8,51 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from . import __version__
 from .backends.base import Backend, Request
 from .config import RunSettings
 from .errors import InfrastructureError, RequestTimeout, ServerError
-from .measure import EngineReport, RawRound, StampedChunk, TextChunk, derive_sample
+from .measure import EngineReport, RawRound, Sample, StampedChunk, TextChunk, derive_sample
 from .result import Measurement
+from .sanity import check_round
 
 Clock = Callable[[], int]
+#: Calls ``one_round`` ``rounds`` times (the pytest-benchmark bridge times each call).
+Repeat = Callable[[Callable[[], None], int], None]
+
+
+class Monitor(Protocol):
+    """Something that watches the measured rounds (GPU telemetry, see telemetry.py)."""
+
+    def watch(self) -> AbstractContextManager[Any]: ...
+
+
+def repeat_rounds(one_round: Callable[[], None], rounds: int) -> None:
+    for _ in range(rounds):
+        one_round()
+
+
+def with_normalized_counts(samples: Sequence[Sample]) -> list[Sample]:
+    """Re-count each answer with the common cl100k_base yardstick (after timing, never during).
+
+    Leaves ``normalized_tokens`` empty (and warns once) when the encoding cannot load.
+    """
+    from .tokens import count_tokens
+
+    out = []
+    for s in samples:
+        if s.normalized_tokens is None:
+            count = count_tokens(s.text)
+            if count is None:
+                return list(samples)
+            s = replace(s, normalized_tokens=count)
+        out.append(s)
+    return out
 
 
 def _nonce() -> str:
@@ -34,10 +67,21 @@ class Runner:
         backend: Backend,
         clock: Clock = time.perf_counter_ns,
         nonce: Callable[[], str] = _nonce,
+        monitor: Monitor | None = None,
     ) -> None:
         self.backend = backend
         self.clock = clock
         self.nonce = nonce
+        self._monitor = monitor
+
+    @property
+    def monitor(self) -> Monitor:
+        """GPU telemetry during measured rounds (the process-wide NVML monitor by default)."""
+        if self._monitor is None:
+            from .telemetry import default_monitor
+
+            self._monitor = default_monitor()
+        return self._monitor
 
     def one_round(self, request: Request) -> RawRound:
         """Send one request and stamp every event; raises on an incomplete stream."""
@@ -51,18 +95,20 @@ class Runner:
         try:
             for event in stream:
                 t = clock()
-                if isinstance(event, TextChunk):
-                    chunks.append(StampedChunk(event.text, t, event.tokens))
-                elif isinstance(event, EngineReport):
-                    final = event
-                    t_end = t
-                    break
+                # Checked on the final report too: an engine that cannot be interrupted
+                # (the embedded one, in prefill) must not deliver a late round as valid.
                 if t - t0 > deadline_ns:
                     raise RequestTimeout(
                         f"the request ran past its timeout of {request.timeout_s:g} s "
                         f"after {len(chunks)} chunks: raise --tokrate-timeout or lower "
                         "num_predict. The partial round was discarded."
                     )
+                if isinstance(event, TextChunk):
+                    chunks.append(StampedChunk(event.text, t, event.tokens))
+                elif isinstance(event, EngineReport):
+                    final = event
+                    t_end = t
+                    break
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
@@ -72,6 +118,8 @@ class Runner:
                 f"the stream ended after {len(chunks)} chunks without the engine's final "
                 "report (connection dropped?): the partial round was discarded."
             )
+        # Corrupt metrics (negative, huge, timers longer than the request) error the round.
+        check_round(self.backend, final, chunks, t_end - t0, request.options)
         return RawRound(t0_ns=t0, chunks=tuple(chunks), t_end_ns=t_end, engine=final)
 
     def request_for_round(self, request: Request, settings: RunSettings, measured: bool) -> Request:
@@ -84,18 +132,25 @@ class Runner:
         request: Request,
         settings: RunSettings,
         on_round: Callable[[int, RawRound], None] | None = None,
+        repeat: Repeat = repeat_rounds,
     ) -> Measurement:
         request = replace(request, options=dict(settings.options), timeout_s=settings.timeout_s)
         for _ in range(settings.warmup):
             self.one_round(self.request_for_round(request, settings, measured=False))
-        samples = []
-        for index in range(settings.rounds):
+        samples: list[Sample] = []
+
+        def measured_round() -> None:
+            index = len(samples)
             raw = self.one_round(self.request_for_round(request, settings, measured=True))
             if on_round is not None:
                 on_round(index, raw)
             samples.append(derive_sample(raw, index))
+
+        with self.monitor.watch() as gpu:
+            repeat(measured_round, settings.rounds)
+        samples = with_normalized_counts(samples)
         busting = self.backend.cache_busting if settings.cache == "bust" else "none"
-        return Measurement(
+        measurement = Measurement(
             model=self.backend.model_info(),
             samples=samples,
             settings=settings.to_dict(),
@@ -104,6 +159,9 @@ class Runner:
             versions=self.versions(),
             warmup_rounds=settings.warmup,
         )
+        if gpu is not None:
+            measurement.extra["gpu"] = gpu.result(sum(s.output_tokens or 0 for s in samples))
+        return measurement
 
     def versions(self) -> dict[str, str | None]:
         info = self.backend.model_info()
@@ -127,4 +185,12 @@ def describe_request(request: Request) -> dict[str, Any]:
     }
 
 
-__all__ = ["InfrastructureError", "Runner", "describe_request"]
+__all__ = [
+    "InfrastructureError",
+    "Monitor",
+    "Repeat",
+    "Runner",
+    "describe_request",
+    "repeat_rounds",
+    "with_normalized_counts",
+]

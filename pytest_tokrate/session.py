@@ -11,9 +11,8 @@ import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .backends.base import Backend
 from .config import (
     BACKENDS,
     MISSING_MODEL_MODES,
@@ -22,11 +21,17 @@ from .config import (
     parse_model_list,
 )
 from .errors import BackendUnavailable, UsageError
-from .models import ModelSpec, resolve_model
-from .result import Measurement
-from .verdict import Finding, Judge, JudgeContext
 
-BackendFactory = Callable[[ModelSpec, "SessionConfig"], Backend]
+if TYPE_CHECKING:
+    # Types only: the plugin imports this module at start-up, which must stay cheap.
+    from .backends.base import Backend
+    from .levels import LevelLayer
+    from .models import ModelSpec
+    from .result import Measurement
+    from .sweep import SweepResult
+    from .verdict import Finding, Judge, JudgeContext
+
+BackendFactory = Callable[["ModelSpec", "SessionConfig"], "Backend"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,8 @@ class SessionConfig:
 def build_models(value: str | None, backend: str, source: str) -> tuple[ModelSpec, ...]:
     if value is None or not str(value).strip():
         return ()
+    from .models import resolve_model
+
     names = parse_model_list(str(value), source)
     specs = tuple(resolve_model(name, backend) for name in names)
     for spec in specs:
@@ -80,6 +87,12 @@ def parse_missing_model(value: object, source: str) -> str:
     return parse_choice(source, value, MISSING_MODEL_MODES)
 
 
+def _server_kwargs(config: SessionConfig) -> dict[str, Any]:
+    """Declared server settings and busy retries, as the plugin put them in ``extra``."""
+    keys = ("server_settings", "busy_retries")
+    return {k: config.extra[k] for k in keys if config.extra.get(k) is not None}
+
+
 def default_backend_factory(spec: ModelSpec, config: SessionConfig) -> Backend:
     """Create the backend for one model (imports the engine lazily)."""
     if spec.backend == "embedded":
@@ -94,7 +107,7 @@ def default_backend_factory(spec: ModelSpec, config: SessionConfig) -> Backend:
                 f"the Ollama backend needs the `ollama` package ({exc}): install it with "
                 '`pip install "pytest-tokrate[ollama]"`.'
             ) from None
-        return OllamaBackend(spec.name, host=config.host)  # type: ignore[no-any-return]
+        return OllamaBackend(spec.name, host=config.host, **_server_kwargs(config))
     if spec.backend == "openai":
         try:
             from .backends.openai import OpenAIBackend
@@ -103,8 +116,8 @@ def default_backend_factory(spec: ModelSpec, config: SessionConfig) -> Backend:
                 f"the OpenAI-compatible backend needs httpx ({exc}): install it with "
                 '`pip install "pytest-tokrate[openai]"`.'
             ) from None
-        return OpenAIBackend(  # type: ignore[no-any-return]
-            spec.name, host=config.host, api_key_env=config.api_key_env
+        return OpenAIBackend(
+            spec.name, host=config.host, api_key_env=config.api_key_env, **_server_kwargs(config)
         )
     raise UsageError(f"unknown backend {spec.backend!r}: use one of {', '.join(BACKENDS)}.")
 
@@ -123,6 +136,10 @@ class TokrateSession:
         self.skipped_no_model = 0
         #: Judges run on every measurement after its test body: quality bar, gate, ...
         self.judges: list[Judge] = []
+        #: Results of ``tokrate.sweep()`` (reported, not judged) and the session-wide
+        #: sweep levels from ini and command line (lowest precedence first).
+        self.sweeps: list[SweepResult] = []
+        self.sweep_layers: list[LevelLayer] = []
 
     def backend_for(self, spec: ModelSpec) -> Backend:
         key = f"{spec.backend}:{spec.name}"

@@ -29,9 +29,15 @@ def t_quantile_975(df: int) -> float:
         return NAN
     if df <= len(_T975):
         return _T975[df - 1]
-    # Cornish-Fisher style correction of the normal quantile; within 0.1% for df > 30.
-    z = 1.959964
-    return z + (z**3 + z) / (4 * df)
+    # Cornish-Fisher expansion of t around the normal quantile, three terms: within
+    # 0.0001% of the exact value for df > 30 (one term alone is off by up to 0.15%).
+    z = 1.959963984540054
+    return (
+        z
+        + (z**3 + z) / (4 * df)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
+    )
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -62,7 +68,7 @@ def median_ci(sorted_values: Sequence[float], level: float = 0.95) -> tuple[floa
     cumulative = 0.0
     k = 0
     for j in range(n + 1):
-        p = math.comb(n, j) / 2.0**n
+        p = math.comb(n, j) / 2**n  # exact integers: 2.0**n overflows past n = 1023
         if cumulative + p > alpha / 2:
             break
         cumulative += p

@@ -13,7 +13,8 @@ from typing import Any
 
 from .result import Measurement
 
-SEVERITIES = ("fail", "warn", "info")
+#: "skip" marks the test skipped after its body ran (a baseline that is not comparable).
+SEVERITIES = ("fail", "skip", "warn", "info")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,13 @@ def unreadable_gguf(tmp_path: Path) -> Path:
         pytest.skip("no way to make an unreadable file for root on this system")
     path.symlink_to("/proc/self/mem")
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Run every test as on a developer machine, also when CI runs this suite.
+
+    The plugin changes behaviour when the CI environment variable is set (no model is an
+    error, baseline updates refuse); the tests of that behaviour set CI themselves. Done
+    at configure time so that session- and module-scoped fixtures see it too.
+    """
+    os.environ.pop("CI", None)

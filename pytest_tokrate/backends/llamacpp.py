@@ -86,9 +86,12 @@ def quantize(source: Path, target: Path, quant: str) -> Path:
         params.ftype = FTYPE_BY_NAME[quant]
         params.allow_requantize = True
         params.nthread = os.cpu_count() or 1
-        code = llama_cpp.llama_model_quantize(
-            str(source).encode(), str(tmp).encode(), ctypes.byref(params)
-        )
+        # llama.cpp logs every tensor it converts through llama-cpp-python's logger,
+        # which prints to sys.stderr: hundreds of lines in the user's terminal otherwise.
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+            code = llama_cpp.llama_model_quantize(
+                str(source).encode(), str(tmp).encode(), ctypes.byref(params)
+            )
         if code != 0 or not tmp.is_file():
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -119,6 +122,10 @@ class LlamaCppBackend:
         self._info: ModelInfo | None = None
         self._pending_load_ns: int | None = None
         self._formatter: Any = None
+        # Per token id: its text bytes and whether it ends generation. The vocabulary is
+        # fixed, so the two ctypes calls per token are made once per id, not per round.
+        self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
 
     # -- model handling -------------------------------------------------------------
 
@@ -239,9 +246,11 @@ class LlamaCppBackend:
         lc.llama_perf_context_reset(llm._ctx.ctx)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         vocab = llm._model.vocab
+        pieces, eog = self._pieces, self._eog
         n = 0
         pending = 0
-        text_so_far = ""
+        held = ""  # text not yet sent because it may be the start of a stop sequence
+        stop_hit = False
         done_reason = "length"
         try:
             generator = llm.generate(
@@ -258,23 +267,20 @@ class LlamaCppBackend:
                 grammar=grammar,
             )
             for token in generator:
-                if lc.llama_vocab_is_eog(vocab, token):
+                is_eog = eog.get(token)
+                if is_eog is None:
+                    is_eog = eog[token] = bool(lc.llama_vocab_is_eog(vocab, token))
+                if is_eog:
                     done_reason = "stop"
                     break
                 n += 1
                 pending += 1
-                piece = decoder.decode(llm.detokenize([token], special=False))
-                stop_hit = False
+                raw_piece = pieces.get(token)
+                if raw_piece is None:
+                    raw_piece = pieces[token] = llm.detokenize([token], special=False)
+                piece = decoder.decode(raw_piece)
                 if stops and piece:
-                    text_so_far += piece
-                    for stop in stops:
-                        idx = text_so_far.find(stop)
-                        if idx >= 0:
-                            # cut the piece where the stop sequence begins
-                            keep = idx - (len(text_so_far) - len(piece))
-                            piece = piece[: max(keep, 0)]
-                            stop_hit = True
-                            break
+                    piece, held, stop_hit = _apply_stops(held + piece, stops)
                 if piece:
                     yield TextChunk(piece, tokens=pending)
                     pending = 0
@@ -287,7 +293,8 @@ class LlamaCppBackend:
             generator.close()
         except (RuntimeError, ValueError) as exc:
             raise InfrastructureError(f"llama.cpp failed while generating: {exc}") from None
-        tail = decoder.decode(b"", final=True)
+        # A held-back partial stop sequence that never completed is ordinary text.
+        tail = "" if stop_hit else held + decoder.decode(b"", final=True)
         if tail:
             yield TextChunk(tail, tokens=pending or None)
         perf = lc.llama_perf_context(llm._ctx.ctx)
@@ -317,6 +324,25 @@ class LlamaCppBackend:
             with contextlib.suppress(Exception):
                 llm.close()
         self._instances.clear()
+
+
+def _apply_stops(text: str, stops: list[str]) -> tuple[str, str, bool]:
+    """Split unsent text into (send now, hold back, stop reached).
+
+    Text is cut where the earliest stop sequence begins; without a full match, the
+    longest tail that could still grow into a stop sequence is held back, so a stop
+    split across tokens never leaks its first part into the answer.
+    """
+    found = [i for i in (text.find(stop) for stop in stops) if i >= 0]
+    if found:
+        return text[: min(found)], "", True
+    hold = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), hold, -1):
+            if text.endswith(stop[:size]):
+                hold = size
+                break
+    return text[: len(text) - hold], text[len(text) - hold :], False
 
 
 def _common_prefix(llm: Any, tokens: list[int]) -> int:

@@ -157,7 +157,7 @@ class OllamaBackend:
             raise self._unreachable(exc) from None
         version = None
         if response.status_code == 200:
-            with contextlib.suppress(ValueError, AttributeError):
+            with contextlib.suppress(ValueError, AttributeError, RecursionError):
                 version = response.json().get("version")
         if not isinstance(version, str):
             raise BackendUnavailable(
@@ -217,6 +217,9 @@ class OllamaBackend:
                     f"Ollama at {self.url} answered with an empty stream: the round was "
                     "discarded; check the server log."
                 )
+            # httpx's timeout is per read: chunks without text (a stuck or looping server)
+            # would otherwise hold the test for ever.
+            deadline = time.monotonic() + request.timeout_s
             for part in itertools.chain((first,), parts):
                 if part.done:
                     yield self._report(part, retries)
@@ -225,6 +228,15 @@ class OllamaBackend:
                 if text:
                     received += 1
                     yield TextChunk(text)
+                elif time.monotonic() > deadline:
+                    partial = f"partial round ({received} chunks)" if received else "round"
+                    raise RequestTimeout(
+                        f"no text from Ollama at {self.url} within the {request.timeout_s:g} s "
+                        "request timeout (the server kept sending chunks without text, after "
+                        f"{received} chunks): the {partial} was discarded. Raise "
+                        "--tokrate-timeout, lower num_predict, or check that the server is not "
+                        "overloaded."
+                    )
             raise ServerError(
                 f"the stream from Ollama at {self.url} ended after {received} chunks without "
                 "the final done:true chunk (connection closed early?): the partial round was "
@@ -273,6 +285,12 @@ class OllamaBackend:
                 f"Ollama at {self.url} sent a line that is not JSON after {received} chunks "
                 f"({exc.msg} at character {exc.pos}): {discarded}. Is the address an Ollama "
                 "server (or a proxy that rewrites streams)?"
+            )
+        if isinstance(exc, (RecursionError, OverflowError)):  # e.g. a line nested 10^5 deep
+            return ServerError(
+                f"Ollama at {self.url} sent a line that cannot be decoded after {received} "
+                f"chunks ({_reason(exc)}): {discarded}. Is the address an Ollama server (or a "
+                "proxy that rewrites streams)?"
             )
         if type(exc).__name__ == "ValidationError":  # pydantic, raised by the client
             return ServerError(
@@ -323,6 +341,14 @@ class OllamaBackend:
                     "round was discarded. The server's metrics are corrupt; check its version."
                 )
         eval_count = metrics["eval_count"] or 0  # absent means zero (omitempty)
+        if eval_count >= 2 and not metrics["eval_duration"]:
+            # Ollama times every decode step; without the timer the engine rate would
+            # silently become the client's, a different figure than the baseline's.
+            raise ServerError(
+                f"Ollama at {self.url} reported eval_count={eval_count} with no eval_duration "
+                "(absent or 0): the engine's decode rate cannot be computed and the round was "
+                "discarded. The server's metrics are corrupt; check its version."
+            )
         extra: dict[str, Any] = {
             "server_metrics": {k: v for k, v in metrics.items() if v is not None}
         }
@@ -358,6 +384,12 @@ class OllamaBackend:
             ) from None
         except (self._httpx.HTTPError, ConnectionError) as exc:
             raise self._unreachable(exc) from None
+        except (ValueError, TypeError, RecursionError) as exc:  # not JSON, wrong field types
+            raise ServerError(
+                f"Ollama at {self.url} answered /api/{what} with a body the client cannot read "
+                f"({_validation_summary(exc)}): check --tokrate-host, and that the server's "
+                f"version ({self.server_version}) matches the `ollama` client's."
+            ) from None
 
     def _fetch_static(self) -> dict[str, Any]:
         show = self._management("show", lambda c: c.show(self.model))
@@ -449,7 +481,7 @@ def _int(value: object) -> int | None:
         return None
     try:
         return int(value)  # type: ignore[call-overload, no-any-return]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a server's infinity
         return None
 
 

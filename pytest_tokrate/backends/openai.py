@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import threading
@@ -55,6 +56,11 @@ STANDARD_OPTIONS = {
 #: Sampling options llama.cpp and vLLM accept beyond the OpenAI set (sent only when set).
 EXTENDED_OPTIONS = ("top_k", "min_p", "typical_p", "repeat_penalty", "repeat_last_n")
 _RETRY_STATUSES = (429, 503)
+#: Numeric fields of the final events, checked before any figure is taken from them.
+_METRIC_KEYS = {
+    "usage": ("completion_tokens", "prompt_tokens", "total_tokens"),
+    "timings": ("prompt_n", "prompt_ms", "predicted_n", "predicted_ms", "cache_n"),
+}
 _PROBE_TIMEOUT_S = 10.0
 
 
@@ -179,7 +185,7 @@ class OpenAIBackend:
             raise self._auth_error(response.status_code, self._body_message(response))
         if response.status_code != 200:
             return None  # some servers do not list models; the first request will tell
-        with contextlib.suppress(ValueError, AttributeError, TypeError):
+        with contextlib.suppress(ValueError, AttributeError, TypeError, RecursionError):
             for entry in response.json().get("data") or []:
                 if isinstance(entry, dict) and entry.get("id") == self.model:
                     return entry
@@ -190,7 +196,7 @@ class OpenAIBackend:
         with contextlib.suppress(Exception):
             text = response.read().decode("utf-8", "replace")
         message = text
-        with contextlib.suppress(ValueError, AttributeError, TypeError):
+        with contextlib.suppress(ValueError, AttributeError, TypeError, RecursionError):
             body = json.loads(text)
             err = body.get("error", body) if isinstance(body, dict) else body
             message = err.get("message", text) if isinstance(err, dict) else str(err)
@@ -251,17 +257,26 @@ class OpenAIBackend:
                         raise self._status_error(status, self._body_message(response), retries)
                     state = _StreamState()
                     chunk = TextChunk
+                    redact = bool(self._redact_values)
+                    # httpx's timeout is per read: a server that keeps the connection busy
+                    # with lines that carry no text would otherwise hold the test for ever.
+                    deadline = time.monotonic() + request.timeout_s
                     for line in response.iter_lines():
-                        if not line.startswith("data:"):
-                            continue  # blank separators, "event:" and ": keep-alive" lines
-                        payload = line[5:].strip()
-                        if payload == "[DONE]":
-                            state.done = True
-                            break
-                        text = state.feed(json.loads(payload))
-                        if text:
-                            received += 1
-                            yield chunk(text)
+                        # Blank separators, "event:" and ": keep-alive" lines carry nothing.
+                        if line.startswith("data:"):
+                            payload = line[5:].strip()
+                            if payload == "[DONE]":
+                                state.done = True
+                                break
+                            text = state.feed(json.loads(payload))
+                            if text:
+                                received += 1
+                                # A server that echoes the key into the answer must not
+                                # put it in results and reports.
+                                yield chunk(self._redact(text) if redact else text)
+                                continue
+                        if time.monotonic() > deadline:
+                            raise self._idle_timeout(request.timeout_s, received)
                     if not state.done and state.finish_reason is None:
                         raise ServerError(
                             f"the stream from {self.url} ended after {received} chunks without a "
@@ -284,6 +299,14 @@ class OpenAIBackend:
             if error is None:
                 raise
             raise error from None
+
+    def _idle_timeout(self, timeout_s: float, received: int) -> RequestTimeout:
+        return RequestTimeout(
+            f"no text from {self.url} within the {timeout_s:g} s request timeout (the server "
+            f"kept sending lines without text, after {received} chunks): "
+            f"{_discarded(received)}. Raise --tokrate-timeout, lower num_predict, or check the "
+            "server's load."
+        )
 
     def _status_error(self, status: int, message: str, retries: int) -> InfrastructureError:
         if status in (401, 403):
@@ -329,7 +352,9 @@ class OpenAIBackend:
                 f"({self._redact(_reason(exc))}): {discarded}. Check that the server is still "
                 "running."
             )
-        if isinstance(exc, (ValueError, TypeError, AttributeError, KeyError, IndexError)):
+        # RecursionError: a line nested 10^5 deep; OverflowError: a number too big to use.
+        unreadable = (ValueError, TypeError, AttributeError, KeyError, IndexError)
+        if isinstance(exc, (*unreadable, RecursionError, OverflowError)):
             what = exc.msg if isinstance(exc, json.JSONDecodeError) else _reason(exc)
             return ServerError(
                 f"the server at {self.url} sent an event that is not a valid chat completion "
@@ -340,6 +365,7 @@ class OpenAIBackend:
 
     def _report(self, state: _StreamState, ignored: list[str], retries: int) -> EngineReport:
         usage, timings = state.usage or {}, state.timings or {}
+        self._check_metrics(usage, timings)
         extra: dict[str, Any] = {}
         if ignored:
             extra["ignored_options"] = ignored
@@ -347,7 +373,7 @@ class OpenAIBackend:
             extra["busy_retries"] = retries
         if state.fingerprint:
             with self._lock:
-                self._fingerprint = state.fingerprint
+                self._fingerprint = self._redact(state.fingerprint)
         estimated = False
         prompt_cached = _count(_dig(usage, "prompt_tokens_details", "cached_tokens"))
         if timings and _count(timings.get("predicted_n")) is not None:
@@ -392,6 +418,36 @@ class OpenAIBackend:
             extra=extra,
         )
 
+    def _check_metrics(self, usage: Any, timings: Any) -> None:
+        """Refuse counts and timers that cannot be true (wrong type, negative, not finite),
+        instead of dropping them and silently measuring from another source."""
+        for section, values in (("usage", usage), ("timings", timings)):
+            if not isinstance(values, dict):
+                raise self._bad_metric(f"{section}={values!r}", "not a JSON object")
+            for key in _METRIC_KEYS[section]:
+                value = values.get(key)
+                if value is None:
+                    continue
+                shown = f"{section}.{key}={value!r}"
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise self._bad_metric(shown, "not a number")
+                if not math.isfinite(value) or value < 0:
+                    raise self._bad_metric(shown, "not a finite number >= 0")
+        predicted_n = _count(timings.get("predicted_n"))
+        if predicted_n is not None and predicted_n >= 2 and not _ns(timings.get("predicted_ms")):
+            raise self._bad_metric(
+                f"timings.predicted_n={predicted_n} with timings.predicted_ms="
+                f"{timings.get('predicted_ms')!r}",
+                "generated tokens take time, so the decode rate cannot be computed",
+            )
+
+    def _bad_metric(self, shown: str, why: str) -> ServerError:
+        return ServerError(
+            f"the server at {self.url} reported {self._redact(shown)}: {why}. The round was "
+            "discarded, its figures cannot be trusted. Check the server's version and log; a "
+            "proxy between pytest and the server may also rewrite the stream."
+        )
+
     # -- metadata ---------------------------------------------------------------------
 
     def model_info(self) -> ModelInfo:
@@ -411,7 +467,7 @@ class OpenAIBackend:
             engine_version=fingerprint,
             extra={
                 "host": self.url,
-                "owned_by": entry.get("owned_by"),
+                "owned_by": _redacted_str(self._redact, entry.get("owned_by")),
                 "server_settings": dict(self.server_settings),
                 "api_key_env": self.api_key_env,
             },
@@ -479,13 +535,18 @@ def _dig(mapping: Mapping[str, Any], *keys: str) -> Any:
 def _count(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         return None
-    return int(value)
+    return int(value) if math.isfinite(value) else None
 
 
 def _ns(ms: object) -> int | None:
     if isinstance(ms, bool) or not isinstance(ms, (int, float)) or ms <= 0:
         return None
-    return int(ms * 1e6)
+    return int(ms * 1e6) if math.isfinite(ms) else None
+
+
+def _redacted_str(redact: Callable[[str], str], value: object) -> str | None:
+    """A server-supplied label as text, with any secret taken out."""
+    return None if value is None else redact(str(value))
 
 
 def _discarded(received: int) -> str:

@@ -247,16 +247,99 @@ class WrongType(FinalFields):
 
 @register_fault
 class Die(Fault):
-    """The server process dies: this connection drops and the listener closes."""
+    """The server process dies: this connection drops and the listener closes, at once
+    or (``after`` > 0) after that many text pieces of the stream."""
 
     name = "die"
+    params: ClassVar[dict[str, Any]] = {"after": 0}
+
+    @staticmethod
+    def _die(ex: Exchange) -> None:
+        # The listener closes before the client sees its connection drop, so the next
+        # request finds nothing listening, as after a real crash (handlers run in their
+        # own threads, so stopping the server from here cannot wait for itself).
+        server = ex.note.get("server")
+        if server is not None:
+            server.stop()
+        ex.abort()
 
     def answer(self, ex: Exchange, proto: WireProtocol) -> bool:
-        server = ex.note.get("server")
-        ex.abort()
-        if server is not None:
-            server.stop_soon()
+        if int(self.args["after"]) > 0:
+            return False
+        self._die(ex)
         return True
+
+    def wrap(self, ex: Exchange, proto: WireProtocol, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        yield from _after(pieces, int(self.args["after"]))
+        self._die(ex)
+        yield DROP
+
+
+@register_fault
+class CutLine(Fault):
+    """After ``after`` text pieces, send the first ``fraction`` of the next object's
+    serialised bytes and end the body there: a truncated NDJSON line or SSE event."""
+
+    name = "cut_line"
+    params: ClassVar[dict[str, Any]] = {"after": 2, "fraction": 0.5}
+
+    def wrap(self, ex: Exchange, proto: WireProtocol, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        held = yield from _after(pieces, int(self.args["after"]))
+        victim = held if held is not None else next(pieces, None)
+        if victim is not None and victim.obj is not None:
+            data = json.dumps(victim.obj, separators=(",", ":")).encode()
+            yield Piece(raw=data[: max(1, int(len(data) * float(self.args["fraction"])))])
+        yield END
+
+
+def _replace_text(obj: Any, old: str, new: str) -> Any:
+    if isinstance(obj, dict):
+        return {k: _replace_text(v, old, new) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_replace_text(v, old, new) for v in obj]
+    return new if isinstance(obj, str) and obj == old else obj
+
+
+@register_fault
+class IdleChunks(Fault):
+    """After ``after`` text pieces, keep the stream busy with copies of the last piece
+    whose text is emptied, one every ``interval_s`` for ``duration_s``, then carry on: a
+    stuck server that never trips a per-read timeout."""
+
+    name = "idle_chunks"
+    params: ClassVar[dict[str, Any]] = {"after": 1, "interval_s": 0.1, "duration_s": 5.0}
+
+    def wrap(self, ex: Exchange, proto: WireProtocol, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        seen = 0
+        for piece in pieces:
+            yield piece
+            if piece.text and piece.obj is not None and not piece.final:
+                seen += 1
+                if seen == int(self.args["after"]):
+                    idle = Piece(obj=_replace_text(piece.obj, piece.text, ""))
+                    end = time.monotonic() + float(self.args["duration_s"])
+                    while time.monotonic() < end:
+                        time.sleep(float(self.args["interval_s"]))
+                        yield idle
+
+
+@register_fault
+class InjectText(Fault):
+    """Replace the text of the ``index``-th text piece with ``text`` (model output a
+    report must escape, a planted secret, ...); the engine's counts are left as they are."""
+
+    name = "inject_text"
+    params: ClassVar[dict[str, Any]] = {"text": "<script>alert(1)</script>", "index": 0}
+
+    def wrap(self, ex: Exchange, proto: WireProtocol, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        seen = 0
+        for piece in pieces:
+            if piece.text and piece.obj is not None and not piece.final:
+                if seen == int(self.args["index"]):
+                    text = str(self.args["text"])
+                    piece = Piece(obj=_replace_text(piece.obj, piece.text, text), text=text)
+                seen += 1
+            yield piece
 
 
 @dataclass

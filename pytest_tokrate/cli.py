@@ -1,0 +1,440 @@
+"""The ``tokrate`` console script: look after the baseline files without running tests.
+
+::
+
+    tokrate baselines list                 every baseline, one line each
+    tokrate baselines show TEST            one test's baselines in full
+    tokrate baselines diff [GIT-REV]       working tree against a commit (default HEAD)
+    tokrate baselines prune [--dry-run]    remove baselines of tests that no longer exist
+
+Exit codes (for scripts): 0 success; 1 ``diff`` found a regression, or ``prune --check``
+found something to remove; 2 usage error or git failure; 3 an invalid baseline file was
+found (or a baseline file could not be read or written); 4 ``show`` matched no baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import configparser
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from .baselines import (
+    DEFAULT_DIR,
+    Baseline,
+    DirectoryLock,
+    iter_files,
+    leftover_temp_files,
+    parse,
+    scan,
+)
+from .errors import BaselineError, TokrateError
+
+EXIT_OK = 0
+EXIT_REGRESSION = 1
+EXIT_USAGE = 2
+EXIT_INVALID = 3
+EXIT_NOT_FOUND = 4
+
+_ROOT_MARKERS = ("pyproject.toml", "pytest.ini", "tox.ini", "setup.cfg", ".git")
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# -- where the baselines are -------------------------------------------------------------
+
+
+def find_root(start: Path) -> Path:
+    """The nearest directory holding a pytest config file (or .git); else ``start``."""
+    for candidate in (start, *start.parents):
+        if any((candidate / marker).exists() for marker in _ROOT_MARKERS):
+            return candidate
+    return start
+
+
+def configured_dir(root: Path) -> str | None:
+    """``tokrate_baseline_dir`` from pytest's ini settings in ``root``, when set."""
+    pytest_ini = root / "pytest.ini"
+    if pytest_ini.is_file():
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(pytest_ini, encoding="utf-8")
+        except configparser.Error:
+            return None
+        return parser.get("pytest", "tokrate_baseline_dir", fallback=None)
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file() and sys.version_info >= (3, 11):
+        import tomllib
+
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        value = data.get("tool", {}).get("pytest", {}).get("ini_options", {})
+        found = value.get("tokrate_baseline_dir")
+        return None if found is None else str(found)
+    return None
+
+
+def baseline_dir(args: argparse.Namespace) -> tuple[Path, Path]:
+    root = Path(args.root).resolve() if args.root else find_root(Path.cwd().resolve())
+    raw = args.dir or configured_dir(root) or DEFAULT_DIR
+    return root, (root / raw).resolve()
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+# -- list / show -------------------------------------------------------------------------
+
+
+def _median(run: dict[str, Any], figure: str, scale: float = 1.0) -> str:
+    summary = run["summaries"].get(figure) or {}
+    value = summary.get("median")
+    return "-" if value is None else f"{value * scale:.1f}"
+
+
+def _report_invalid(errors: Sequence[TokrateError], err: TextIO) -> int:
+    for error in errors:
+        print(f"invalid: {error}", file=err)
+    return EXIT_INVALID if errors else EXIT_OK
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(), file=out)
+
+
+def cmd_list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    root, directory = baseline_dir(args)
+    found, invalid = scan(directory)
+    if args.json:
+        print(
+            json.dumps([{"path": _rel(b.path, root), **b.data} for b in found], indent=2), file=out
+        )
+        return _report_invalid(invalid, err)
+    rows = [
+        ["test", "env", "model", "run", "rounds", "decode tok/s", "TTFT ms", "pass", "recorded"]
+    ]
+    for b in found:
+        for label, run in b.runs.items():
+            quality = run.get("quality")
+            rows.append(
+                [
+                    b.test_id,
+                    b.environment,
+                    str(b.model),
+                    label,
+                    str(run["rounds"]),
+                    _median(run, "decode_tps"),
+                    _median(run, "ttft", 1000.0),
+                    "-" if quality is None else f"{quality['passed']}/{quality['total']}",
+                    str(b.data["recorded_at"]),
+                ]
+            )
+    if len(rows) > 1:
+        _table(rows, out)
+    print(
+        f"{len(found)} baseline file(s) in {_rel(directory, root)}/"
+        + (f", {len(invalid)} invalid" if invalid else ""),
+        file=out,
+    )
+    return _report_invalid(invalid, err)
+
+
+def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(data, dict) and data:
+        out = []
+        for key in sorted(data):
+            out.extend(_flatten(data[key], f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return [(prefix, data)]
+
+
+def show_lines(b: Baseline, root: Path) -> list[str]:
+    from .compare import METRICS
+
+    lines = [
+        f"{b.test_id}  [{b.environment}]",
+        f"  file: {_rel(b.path, root)}",
+        f"  recorded: {b.data['recorded_at']}",
+        "  fingerprint:",
+    ]
+    lines.extend(f"    {k}: {json.dumps(v)}" for k, v in _flatten(b.fingerprint))
+    for label, run in b.runs.items():
+        d = run["definition"]
+        lines.append(
+            f"  {label}: {run['rounds']} rounds ({run['warmup']} warm-up), definition "
+            f"{d['hash']}, options {json.dumps(d['options'], sort_keys=True)}"
+        )
+        for figure, summary in run["summaries"].items():
+            name, scale, unit, _ = METRICS.get(figure, (figure, 1.0, "", True))
+            med = summary.get("median")
+            low, high = (summary.get("median_ci95") or [None, None])[:2]
+            if med is None:
+                continue
+            ci = (
+                ""
+                if low is None or high is None
+                else f"  (95% CI {low * scale:.4g}..{high * scale:.4g})"
+            )
+            unit = f" ({unit.strip()})" if unit.strip() else ""
+            lines.append(f"    {name}{unit}: median {med * scale:.4g}{ci}, n={summary['n']}")
+        quality = run.get("quality")
+        if quality is not None:
+            lines.append(
+                f"    pass rate: {quality['passed']}/{quality['total']} "
+                f"({quality['pass_rate'] * 100:.0f}%)"
+            )
+    return lines
+
+
+def cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    root, directory = baseline_dir(args)
+    found, invalid = scan(directory)
+    wanted = args.test
+    exact = [b for b in found if wanted in (b.test_id, _rel(b.path, root), str(b.path))]
+    matches = exact or [b for b in found if wanted in b.test_id]
+    if not matches:
+        print(
+            f"no baseline matches {wanted!r} in {_rel(directory, root)}/: "
+            "`tokrate baselines list` shows the test ids.",
+            file=err,
+        )
+        _report_invalid(invalid, err)
+        return EXIT_NOT_FOUND
+    for b in matches:
+        if args.json:
+            print(json.dumps(b.data, indent=2, sort_keys=True), file=out)
+        else:
+            print("\n".join(show_lines(b, root)), file=out)
+    return EXIT_OK
+
+
+# -- diff ---------------------------------------------------------------------------------
+
+
+def _git(root: Path, *argv: str) -> str:
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(root), *argv], capture_output=True, text=True, check=False
+        )
+    except OSError as exc:
+        raise CliError(
+            f"cannot run git ({exc.strerror}): install git, or compare by hand."
+        ) from None
+    if proc.returncode != 0:
+        raise CliError(f"git {' '.join(argv)} failed: {proc.stderr.strip() or proc.returncode}")
+    return proc.stdout
+
+
+def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .compare import GateSettings, compare_runs, parse_metrics, parse_tolerance, table
+    from .fingerprint import definition_changes, environment_changes
+
+    root, directory = baseline_dir(args)
+    top = Path(_git(root, "rev-parse", "--show-toplevel").strip()).resolve()
+    rev = args.rev
+    _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    rel_dir = _rel(directory, top)
+    listed = _git(top, "ls-tree", "-r", "--name-only", rev, "--", rel_dir).splitlines()
+    old_paths = {p for p in listed if p.endswith(".json") and not Path(p).name.startswith(".")}
+    new_paths = {_rel(p, top) for p in iter_files(directory)}
+    settings = GateSettings()
+    if args.tolerance:
+        settings = settings.with_tolerance(parse_tolerance(args.tolerance, "--tolerance"))
+    if args.metrics:
+        from dataclasses import replace
+
+        settings = replace(settings, metrics=parse_metrics(args.metrics, "--metrics"))
+    invalid: list[TokrateError] = []
+    regressions = changed = 0
+    for rel in sorted(old_paths | new_paths):
+        if rel not in new_paths:
+            print(f"removed: {rel}", file=out)
+            continue
+        new_text = (top / rel).read_text(encoding="utf-8")
+        if rel not in old_paths:
+            print(f"added: {rel}", file=out)
+            continue
+        old_text = _git(top, "show", f"{rev}:{rel}")
+        if old_text == new_text:
+            continue
+        try:
+            old = parse(old_text, f"{rel} at {rev}")
+            new = parse(new_text, rel)
+        except TokrateError as exc:
+            invalid.append(exc)
+            continue
+        changed += 1
+        print(f"changed: {rel}", file=out)
+        env = environment_changes(old.fingerprint, new.fingerprint)
+        for label in sorted(set(old.runs) | set(new.runs)):
+            if label not in old.runs or label not in new.runs:
+                print(f"  {label}: {'added' if label in new.runs else 'removed'}", file=out)
+                continue
+            changes = env + definition_changes(
+                old.runs[label]["definition"], new.runs[label]["definition"]
+            )
+            comparisons = compare_runs(old.runs[label], new.runs[label], settings)
+            note = "not comparable: " + "; ".join(map(str, changes)) if changes else ""
+            print(f"  {label}{' (' + note + ')' if note else ''}:", file=out)
+            for line in table(comparisons, indent="    "):
+                print(line, file=out)
+            if not changes:
+                regressions += sum(c.verdict == "regression" for c in comparisons)
+    print(
+        f"{changed} changed baseline file(s) against {rev}; {regressions} regression(s)",
+        file=out,
+    )
+    if invalid:
+        return _report_invalid(invalid, err)
+    return EXIT_REGRESSION if regressions else EXIT_OK
+
+
+# -- prune --------------------------------------------------------------------------------
+
+
+def _defined_names(module: Path) -> set[tuple[str, ...]] | None:
+    """``(name,)`` for module-level functions/assignments, ``(Class, method)`` for methods;
+    ``None`` when the module cannot be parsed (then nothing in it is pruned)."""
+    try:
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+    names: set[tuple[str, ...]] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add((node.name,))
+        elif isinstance(node, ast.ClassDef):
+            names.add((node.name,))
+            for child in node.body:
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    names.add((node.name, child.name))
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update((t.id,) for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def obsolete_reason(b: Baseline, root: Path) -> str | None:
+    """Why the baseline's test no longer exists, or ``None`` when it may still exist."""
+    module, _, rest = b.test_id.partition("::")
+    path = root / module
+    if not path.exists():
+        return f"{module} no longer exists"
+    if path.suffix != ".py" or not rest:
+        return None
+    parts = tuple(p.split("[", 1)[0] for p in rest.split("::"))
+    names = _defined_names(path)
+    if names is None or parts in names:
+        return None
+    return f"{'.'.join(parts)} is no longer defined in {module}"
+
+
+def cmd_prune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    root, directory = baseline_dir(args)
+    found, invalid = scan(directory)
+    doomed = [(b.path, reason) for b in found if (reason := obsolete_reason(b, root))]
+    doomed += [(p, "left by an interrupted write") for p in leftover_temp_files(directory)]
+    dry = args.dry_run or args.check
+    if doomed and not dry:
+        with DirectoryLock(directory):
+            for path, _ in doomed:
+                path.unlink(missing_ok=True)
+    verb = "would remove" if dry else "removed"
+    for path, reason in doomed:
+        print(f"{verb}: {_rel(path, root)} ({reason})", file=out)
+    print(
+        f"{len(found)} baseline(s) checked; {len(doomed)} file(s) "
+        + ("to remove" if dry else "removed"),
+        file=out,
+    )
+    code = _report_invalid(invalid, err)
+    if code:
+        return code
+    return EXIT_REGRESSION if args.check and doomed else EXIT_OK
+
+
+# -- entry point --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tokrate",
+        description="Look after pytest-tokrate baseline files.",
+        epilog="Exit codes: 0 ok; 1 regression found (diff) or something to prune (prune "
+        "--check); 2 usage or git error; 3 invalid baseline file; 4 no baseline matches (show).",
+    )
+    sub = parser.add_subparsers(dest="group", required=True)
+    group = sub.add_parser("baselines", help="list, show, diff or prune baseline files")
+    cmds = group.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--dir", help="baseline directory (default: ini tokrate_baseline_dir, else baselines)"
+    )
+    common.add_argument(
+        "--root",
+        help="project root (default: nearest directory with pyproject.toml, pytest.ini, ...)",
+    )
+    p = cmds.add_parser("list", parents=[common], help="every baseline, one line per run")
+    p.add_argument("--json", action="store_true", help="print the files as JSON")
+    p = cmds.add_parser("show", parents=[common], help="one test's baselines in full")
+    p.add_argument("test", metavar="TEST", help="test id, file path, or part of a test id")
+    p.add_argument("--json", action="store_true", help="print the file itself")
+    p = cmds.add_parser("diff", parents=[common], help="working tree against a git revision")
+    p.add_argument("rev", metavar="GIT-REV", nargs="?", default="HEAD")
+    p.add_argument("--tolerance", help="as --tokrate-tolerance (default: the plugin's)")
+    p.add_argument("--metrics", help="as --tokrate-gate-metrics (default: the plugin's)")
+    p = cmds.add_parser("prune", parents=[common], help="remove baselines of deleted tests")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument(
+        "--check", action="store_true", help="like --dry-run, exit 1 if anything would be removed"
+    )
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    commands = {"list": cmd_list, "show": cmd_show, "diff": cmd_diff, "prune": cmd_prune}
+    try:
+        return commands[args.command](args, out, err)
+    except BrokenPipeError:  # `tokrate baselines list | head`: the reader left, not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except CliError as exc:
+        print(f"tokrate: {exc}", file=err)
+        return exc.code
+    except BaselineError as exc:
+        print(f"tokrate: {exc}", file=err)
+        return EXIT_INVALID
+    except TokrateError as exc:
+        print(f"tokrate: {exc}", file=err)
+        return EXIT_USAGE
+
+
+__all__ = ["main"]

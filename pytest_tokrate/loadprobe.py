@@ -1,0 +1,147 @@
+"""How much CPU *other* processes used while a test measured (Linux ``/proc/stat``).
+
+On a shared machine a run can be slow because the code got slower or because something
+else took the CPU. The gate cannot tell those apart from timings alone, so it asks the
+kernel: CPU time spent by the whole machine (including time stolen by a hypervisor),
+minus this process's own CPU time, over the wall time. The result is in cores: 0 on a
+quiet machine, 1.0 when another process kept one core busy.
+
+A sampler thread takes this figure every quarter second while a test runs, because load
+comes in bursts: a test whose average looks harmless can have half its rounds stalled.
+
+Only meaningful when the engine runs inside this process (the embedded backend); a local
+server's work counts as "other" here. Nothing is measured where ``/proc/stat`` does not
+exist.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+#: Cores other processes may use beyond those the engine leaves free (see busy_limit).
+BUSY_CORES = 0.1
+#: Share of a test's time over that limit beyond which its speed verdict is withheld.
+BUSY_SHARE = 0.2
+#: Seconds between two samples of the sampler thread.
+INTERVAL_S = 0.25
+_STAT = "/proc/stat"
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    wall_s: float
+    machine_s: float | None  # busy + stolen CPU seconds of the whole machine
+    own_s: float  # CPU seconds of this process (all threads)
+
+
+def _machine_seconds() -> float | None:
+    try:
+        with open(_STAT, encoding="ascii") as fh:
+            fields = fh.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is inside user)
+    values = [int(v) for v in fields[1:9]]
+    values += [0] * (8 - len(values))
+    busy = values[0] + values[1] + values[2] + values[5] + values[6] + values[7]
+    return busy / float(os.sysconf("SC_CLK_TCK"))
+
+
+def snapshot() -> CpuSnapshot:
+    return CpuSnapshot(time.monotonic(), _machine_seconds(), time.process_time())
+
+
+def foreign_cores(start: CpuSnapshot, end: CpuSnapshot) -> float | None:
+    """Average cores used by other processes between two snapshots (``None``: unknown)."""
+    wall = end.wall_s - start.wall_s
+    if start.machine_s is None or end.machine_s is None or wall <= 0:
+        return None
+    other = (end.machine_s - start.machine_s) - (end.own_s - start.own_s)
+    return max(other / wall, 0.0)
+
+
+def busy_limit(cpus: int | None, engine_threads: int | None, extra: float = BUSY_CORES) -> float:
+    """Cores other processes may use before the engine is slowed by them.
+
+    An engine running ``engine_threads`` threads on ``cpus`` cores leaves the other cores
+    free: load there costs it little. Beyond them, even a fraction of a core stalls
+    llama.cpp, whose threads wait for each other at every step: on 2 cores, a 2-thread
+    engine fell from ~150 to under 20 tok/s while another process used one core; a
+    1-thread engine kept ~130 up to 1.05 cores of load and slowed beyond
+    (benchmarks/data).
+    """
+    spare = max(cpus - engine_threads, 0) if cpus and engine_threads else 0
+    return spare + extra
+
+
+@dataclass(frozen=True)
+class LoadTrace:
+    """Other processes' CPU use over consecutive intervals: ``(seconds, cores)`` pairs."""
+
+    intervals: tuple[tuple[float, float], ...]
+
+    @property
+    def seconds(self) -> float:
+        return sum(s for s, _ in self.intervals)
+
+    def mean(self) -> float | None:
+        total = self.seconds
+        return sum(s * c for s, c in self.intervals) / total if total > 0 else None
+
+    def share_over(self, limit: float) -> float | None:
+        """Share of the time during which other processes used more than ``limit`` cores."""
+        total = self.seconds
+        return sum(s for s, c in self.intervals if c > limit) / total if total > 0 else None
+
+
+class LoadSampler:
+    """Samples :func:`foreign_cores` on a thread between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, interval_s: float = INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._snapshots: list[CpuSnapshot] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        first = snapshot()
+        if first.machine_s is None:
+            return  # no /proc/stat: nothing to measure
+        self._snapshots.append(first)
+        self._thread = threading.Thread(target=self._loop, name="tokrate-load", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._snapshots.append(snapshot())
+
+    def stop(self) -> LoadTrace | None:
+        """The trace, or ``None`` when the load cannot be measured here."""
+        if self._thread is None:
+            return None
+        self._stop.set()
+        self._thread.join()
+        self._snapshots.append(snapshot())
+        intervals = []
+        for a, b in zip(self._snapshots, self._snapshots[1:], strict=False):
+            cores = foreign_cores(a, b)
+            if cores is not None and b.wall_s > a.wall_s:
+                intervals.append((b.wall_s - a.wall_s, cores))
+        return LoadTrace(tuple(intervals)) if intervals else None
+
+
+__all__ = [
+    "BUSY_CORES",
+    "BUSY_SHARE",
+    "CpuSnapshot",
+    "LoadSampler",
+    "LoadTrace",
+    "busy_limit",
+    "foreign_cores",
+    "snapshot",
+]

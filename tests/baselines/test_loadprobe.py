@@ -1,0 +1,43 @@
+"""The load probe: other processes' CPU use, read from the kernel while a test runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pytest_tokrate.loadprobe import LoadSampler, LoadTrace, busy_limit
+
+needs_proc = pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="needs /proc/stat")
+
+
+def test_busy_limit_counts_the_cores_the_engine_leaves_free() -> None:
+    assert busy_limit(2, 1, 0.1) == pytest.approx(1.1)
+    assert busy_limit(2, 2, 0.1) == pytest.approx(0.1)
+    assert busy_limit(16, 4, 0.0) == 12
+    assert busy_limit(None, 2, 0.1) == pytest.approx(0.1)  # unknown: no spare cores
+
+
+def test_trace_mean_and_share() -> None:
+    trace = LoadTrace(((1.0, 0.0), (1.0, 2.0), (2.0, 1.0)))
+    assert trace.seconds == 4.0
+    assert trace.mean() == pytest.approx(1.0)
+    assert trace.share_over(1.5) == pytest.approx(0.25)
+    assert trace.share_over(0.5) == pytest.approx(0.75)
+    assert LoadTrace(()).mean() is None and LoadTrace(()).share_over(1) is None
+
+
+@needs_proc
+def test_sampler_sees_another_process_burning_cpu() -> None:
+    burn = "import time\nend = time.time() + 1.5\nwhile time.time() < end: pass\n"
+    sampler = LoadSampler(interval_s=0.1)
+    sampler.start()
+    proc = subprocess.Popen([sys.executable, "-c", burn])
+    proc.wait()
+    trace = sampler.stop()
+    assert trace is not None and trace.seconds >= 1.4
+    assert len(trace.intervals) >= 10
+    # the burner kept a core busy: at least most of one core was someone else's
+    assert trace.mean() is not None and trace.mean() > 0.6
