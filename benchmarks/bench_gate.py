@@ -3,34 +3,34 @@
 Two steps:
 
 ``record NAME``
-    Runs the embedded SmolLM2-135M model for many rounds under one condition and saves
-    every round (decode tok/s, TTFT, ... and the load average) to
-    ``benchmarks/data/gate_NAME.json``. Recorded once, committed, so the simulation is
-    reproducible::
+    Runs the embedded SmolLM2-135M model for up to 40 rounds (or 100 s) under one
+    condition and saves every round (decode tok/s, TTFT, TPOT, E2E, prefill, and the CPU
+    cores other processes used meanwhile, from ``/proc/stat``) to
+    ``benchmarks/data/gate_NAME.json``. Recorded once and committed, so the simulation is
+    reproducible. The name's letter is the condition, the number the session::
 
-        python benchmarks/bench_gate.py record a1           # default: 2 threads
-        python benchmarks/bench_gate.py record a2           # same, some minutes later
-        python benchmarks/bench_gate.py record threads1 --num-thread 1
-        python benchmarks/bench_gate.py record longctx --long-prompt
+        python benchmarks/bench_gate.py record t1 --num-thread 1                 # 64-token answers
+        python benchmarks/bench_gate.py record s1 --num-thread 1 --num-predict 8 # short answers
+        python benchmarks/bench_gate.py record l1 --num-thread 1 --long-prompt   # long prompt
+        python benchmarks/bench_gate.py record a1                                # 2 threads
 
 ``simulate``
-    Simulates many CI runs from those samples. A run is a window of N *consecutive*
-    rounds (so a burst of load on the machine hits a whole run, as it does in CI): the
-    baseline is a window of one recording, the current run a window of another.
+    Simulates many CI runs from those sessions. A run is a window of N *consecutive*
+    rounds of one session (so a burst of load hits a whole run, as it does in CI); its
+    baseline is a window of another session of the same condition.
 
-    * A/A: baseline and current both from the unchanged condition (a1, a2, ...), from
-      different recordings: every verdict of "regression" is a false alarm.
-    * A/B synthetic: the current window is slowed by 15% (each round takes 15% longer:
-      tok/s / 1.15, TTFT x 1.15).
-    * A/B real: the current window comes from a slower condition (1 thread instead of 2;
-      a long prompt that fills the context).
+    * A/A: both from the unchanged condition: every "regression" is a false alarm.
+    * A/B synthetic: the current window's decode tok/s lowered by 15% (or every round 15%
+      longer: tok/s / 1.15).
+    * A/B real: the current window from a slower condition (a 795-token prompt).
 
-    For each, the share of runs declared a regression by our gate (``compare.speed_verdict``,
-    the code the plugin runs), by the tolerance alone without the significance test, and by
-    pytest-benchmark's ``--benchmark-compare-fail=mean:10%`` (its own
-    ``PercentageRegressionCheck`` on the mean time per token, or the mean TTFT)::
+    Our rule runs through the plugin's own code (``compare.speed_verdict``) and its load
+    guard (``loadprobe``: a window is judged only when other processes used more than
+    0.3 cores for at most 20% of its time); pytest-benchmark's
+    ``--benchmark-compare-fail=mean:10%`` through its own ``PercentageRegressionCheck``,
+    on the mean time per token (or the mean TTFT)::
 
-        python benchmarks/bench_gate.py simulate
+        python benchmarks/bench_gate.py simulate     # 2000 runs per row, seed 0, ~40 s
 """
 
 from __future__ import annotations
@@ -136,21 +136,19 @@ Session = dict[str, Any]
 
 def sessions() -> dict[str, Session]:
     """Every recording: decode tok/s, TTFT and other processes' CPU cores per round, and
-    the load those may reach before the gate withholds its verdict (loadprobe.busy_limit)."""
-    from pytest_tokrate.loadprobe import busy_limit
+    the load those may reach before the gate withholds its verdict."""
+    from pytest_tokrate.loadprobe import BUSY_CORES
 
     out = {}
     for path in sorted(DATA.glob("gate_*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
         rows = data["rounds"]
-        cpus = data["hardware"]["cpus_usable"]
-        threads = data["options"].get("num_thread") or cpus
         out[data["condition"]] = {
             "decode_tps": [float(r["decode_tps"]) for r in rows],
             "ttft": [float(r["ttft"]) for r in rows],
             "foreign": [float(r.get("foreign_cores") or 0.0) for r in rows],
             "seconds": [float(r["e2e"]) for r in rows],
-            "limit": busy_limit(cpus, threads),
+            "limit": BUSY_CORES,
         }
     return out
 
@@ -300,7 +298,9 @@ def simulate(trials: int, seed: int, alphas: Sequence[float]) -> list[dict[str, 
                         "tolerance": tol,
                         "rounds": n,
                         "trials": trials,
-                        "recordings": f"{len(base_names)} x {len(cur_names)}",
+                        "recordings": f"{len(base_names)} x {len(cur_names)}"
+                        if base_prefix != cur_prefix
+                        else str(len(base_names)),
                         "median_change": statistics.median(changes),
                         "rates": {k: v / trials for k, v in counts.items()},
                         "judged": judged / trials,
@@ -352,6 +352,7 @@ def markdown(results: list[dict[str, Any]], alphas: Sequence[float]) -> list[str
         "scenario",
         "metric (tolerance)",
         "rounds",
+        "recordings",
         "median change",
         "runs judged",
         "pytest-benchmark `mean:10%`, all runs",
@@ -370,6 +371,7 @@ def markdown(results: list[dict[str, Any]], alphas: Sequence[float]) -> list[str
                     r["scenario"],
                     f"{name} ({r['tolerance'] * 100:g}%)",
                     str(r["rounds"]),
+                    r["recordings"],
                     f"{r['median_change'] * 100:+.1f}%",
                     _pct(r["judged"]),
                     _pct(rates[pb]),

@@ -167,9 +167,9 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
      "baseline): warn or fail. Default: warn",
      lambda v: _gate_option("on-stale", v)),
     ("other-load", "tokrate_other_load",
-     "CPU cores other processes may use beyond those the embedded engine leaves free; "
-     "over it for more than 20% of a test, its speed verdict is withheld as untrustworthy. "
-     "A number, or off. Default: 0.1",
+     "CPU cores other processes may use while a test measures on the embedded engine; "
+     "over it for more than 20% of the test, its speed verdict is withheld as "
+     "untrustworthy. A number, or off. Default: 0.3",
      lambda v: _gate_option("other-load", v)),
     ("concurrency", "tokrate_concurrency",
      "Concurrency levels of tokrate.sweep(): requests kept in flight, comma-separated "

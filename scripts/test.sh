@@ -6,4 +6,6 @@ bash scripts/setup.sh
 .venv/bin/python -m ruff check pytest_tokrate tests benchmarks
 .venv/bin/python -m ruff format --check pytest_tokrate tests benchmarks
 .venv/bin/python -m mypy
-exec .venv/bin/python -m pytest tests "$@"
+.venv/bin/python -m pytest tests "$@"
+# Dogfooding: the example suite against the baselines committed in baselines/.
+exec bash scripts/gate_examples.sh

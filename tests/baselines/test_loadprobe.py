@@ -8,16 +8,9 @@ import sys
 
 import pytest
 
-from pytest_tokrate.loadprobe import LoadSampler, LoadTrace, busy_limit
+from pytest_tokrate.loadprobe import LoadSampler, LoadTrace
 
 needs_proc = pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="needs /proc/stat")
-
-
-def test_busy_limit_counts_the_cores_the_engine_leaves_free() -> None:
-    assert busy_limit(2, 1, 0.1) == pytest.approx(1.1)
-    assert busy_limit(2, 2, 0.1) == pytest.approx(0.1)
-    assert busy_limit(16, 4, 0.0) == 12
-    assert busy_limit(None, 2, 0.1) == pytest.approx(0.1)  # unknown: no spare cores
 
 
 def test_trace_mean_and_share() -> None:
