@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job: set up, then run the example suite on the embedded SmolLM2 model and
-# print its report (speed table, quality, gate verdicts). Extra arguments go to pytest.
+# The main job: set up, then run the example suite on the embedded SmolLM2 model against
+# the committed baselines and print its report (speed table, token yardstick, quality and
+# gate verdicts). Same run as the dogfooding step of scripts/test.sh. Extra arguments go
+# to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest examples --tokrate-model=smollm2 -p no:cacheprovider "$@"
+exec bash scripts/gate_examples.sh "$@"
