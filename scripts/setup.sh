@@ -15,6 +15,6 @@ want="$(cat pyproject.toml scripts/constraints.txt | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing pytest-tokrate and its extras into .venv (first time: llama.cpp compiles, ~4-7 min)" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -c scripts/constraints.txt -e ".[embedded,ollama,openai,tokens,plots,dev]"
+  .venv/bin/python -m pip install -q -c scripts/constraints.txt -e ".[embedded,ollama,openai,tokens,plots,gpu,dev]"
   echo "$want" > "$stamp"
 fi
