@@ -115,6 +115,38 @@ class Tokrate:
         layers.append(cfg.cli)
         return resolve(layers)
 
+    def _call_settings(
+        self,
+        method: str,
+        prompt: str | None,
+        messages: MessagesArg,
+        rounds: int | None,
+        warmup: int | None,
+        timeout: float | None,
+        cache: str | None,
+        options: Mapping[str, Any] | None,
+        generation_options: Mapping[str, Any],
+    ) -> RunSettings:
+        """Check prompt/messages and resolve a call's settings (``run`` and ``sweep``)."""
+        if (prompt is None) == (messages is None):
+            raise UsageError(
+                f"tokrate.{method}() needs exactly one of prompt='...' or messages=[...]; "
+                f"got prompt={prompt!r} and messages={messages!r}."
+            )
+        if prompt is not None and not isinstance(prompt, str):
+            raise UsageError(f"tokrate.{method}(prompt={prompt!r}): the prompt must be a string.")
+        merged = dict(options or {})
+        merged.update(generation_options)
+        call = Layer(
+            source=f"tokrate.{method}()",
+            rounds=rounds,
+            warmup=warmup,
+            timeout=timeout,
+            cache=cache,
+            options=merged or None,
+        )
+        return self.settings(call)
+
     def run(
         self,
         prompt: str | None = None,
@@ -143,24 +175,9 @@ class Tokrate:
         judged on every measured round (with the marker's checks); the test fails when
         the pass rate is below ``min_pass_rate`` (default: every round must pass).
         """
-        if (prompt is None) == (messages is None):
-            raise UsageError(
-                "tokrate.run() needs exactly one of prompt='...' or messages=[...]; "
-                f"got prompt={prompt!r} and messages={messages!r}."
-            )
-        if prompt is not None and not isinstance(prompt, str):
-            raise UsageError(f"tokrate.run(prompt={prompt!r}): the prompt must be a string.")
-        merged = dict(options or {})
-        merged.update(generation_options)
-        call = Layer(
-            source="tokrate.run()",
-            rounds=rounds,
-            warmup=warmup,
-            timeout=timeout,
-            cache=cache,
-            options=merged or None,
+        settings = self._call_settings(
+            "run", prompt, messages, rounds, warmup, timeout, cache, options, generation_options
         )
-        settings = self.settings(call)
         request = Request(
             prompt=prompt,
             messages=_messages(messages),
@@ -233,24 +250,9 @@ class Tokrate:
         from .levels import LevelLayer, resolve_levels
         from .sweep import SweepWarning, run_sweep
 
-        if (prompt is None) == (messages is None):
-            raise UsageError(
-                "tokrate.sweep() needs exactly one of prompt='...' or messages=[...]; "
-                f"got prompt={prompt!r} and messages={messages!r}."
-            )
-        if prompt is not None and not isinstance(prompt, str):
-            raise UsageError(f"tokrate.sweep(prompt={prompt!r}): the prompt must be a string.")
-        merged = dict(options or {})
-        merged.update(generation_options)
-        call = Layer(
-            source="tokrate.sweep()",
-            rounds=rounds,
-            warmup=warmup,
-            timeout=timeout,
-            cache=cache,
-            options=merged or None,
+        settings = self._call_settings(
+            "sweep", prompt, messages, rounds, warmup, timeout, cache, options, generation_options
         )
-        settings = self.settings(call)
         call_levels = LevelLayer(
             "tokrate.sweep()", concurrency, gen_lengths, prompt_lengths, requests
         )
