@@ -62,6 +62,16 @@ def parse_other_load(value: object, source: str = "--tokrate-other-load") -> flo
     return cores
 
 
+def _recorded_busy(run: Mapping[str, Any]) -> bool:
+    """Whether a run was measured on a machine too busy to judge it (see ``busy_reason``)."""
+    from .calibration import reference_rates
+    from .loadprobe import BUSY_SHARE, WAIT_SHARE
+
+    if reference_rates(run):
+        return (run.get("wait_share") or 0) > WAIT_SHARE
+    return (run.get("busy_share") or 0) > BUSY_SHARE
+
+
 def parse_cli(name: str, value: str) -> object:
     """Parsers of the gate's valued options (used by ``plugin._OPTIONS``)."""
     from . import compare
@@ -330,8 +340,10 @@ class BaselineGate:
             mean, share = trace.mean(), trace.share_over(self.other_load)
             record["foreign_cpu_cores"] = None if mean is None else round(mean, 3)
             record["busy_share"] = None if share is None else round(share, 3)
+            wait = trace.wait_share
+            record["wait_share"] = None if wait is None else round(wait, 3)
         else:
-            record["foreign_cpu_cores"] = record["busy_share"] = None
+            record["foreign_cpu_cores"] = record["busy_share"] = record["wait_share"] = None
         key = baselines.run_key(measurement)
         where = self.display(path)
         if self.update:
@@ -365,17 +377,30 @@ class BaselineGate:
     ) -> str | None:
         """Why the speed figures cannot be trusted, or ``None`` (see :mod:`.loadprobe`).
 
-        The share of time over the limit is computed when a run is measured, with the
-        limit of that session: a baseline keeps the verdict of the session that recorded it.
+        Judged relative to the machine reference (both runs recorded it), a neighbour that
+        slows the machine slows the reference too; what still spoils a comparison is this
+        process being kept off the CPU, so the guard is its own run-queue wait. Otherwise
+        it is the other processes' CPU use: the share of time over the limit is computed
+        when a run is measured, with the limit of that session, so a baseline keeps the
+        verdict of the session that recorded it.
         """
-        from .loadprobe import BUSY_SHARE
+        from .calibration import reference_rates
+        from .loadprobe import BUSY_SHARE, WAIT_SHARE
 
         if self.other_load == float("inf"):  # --tokrate-other-load=off
             return None
-        for run, when in (
-            (record, "while it ran"),
-            (baseline_run, "while the baseline was recorded"),
-        ):
+        runs = ((record, "while it ran"), (baseline_run, "while the baseline was recorded"))
+        if baseline_run is not None and reference_rates(record) and reference_rates(baseline_run):
+            for run, when in runs:
+                wait = (run or {}).get("wait_share")
+                if wait is not None and wait > WAIT_SHARE:
+                    return (
+                        f"this process waited for a CPU {wait:.0%} of the time {when} (other "
+                        f"processes kept it off the cores; at most {WAIT_SHARE:.0%} is judged)"
+                        + ("" if run is record else "; record it again on a quieter machine")
+                    )
+            return None
+        for run, when in runs:
             share = (run or {}).get("busy_share")
             if share is None or share <= BUSY_SHARE:
                 continue
@@ -456,7 +481,6 @@ class BaselineGate:
 
     def write(self, session: pytest.Session, exitstatus: int) -> None:
         from . import baselines
-        from .loadprobe import BUSY_SHARE
 
         pending = self.pending
         docs = [d for d in pending.files.values() if d["test_id"] not in pending.failed]
@@ -496,9 +520,7 @@ class BaselineGate:
             )
             self.lines.extend(f"  {w}" for w in written)
             busy = sorted(
-                d["test_id"]
-                for d in docs
-                if any((r.get("busy_share") or 0) > BUSY_SHARE for r in d["runs"].values())
+                d["test_id"] for d in docs if any(map(_recorded_busy, d["runs"].values()))
             )
             if busy:
                 self.lines.append(

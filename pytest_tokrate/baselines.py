@@ -30,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .calibration import REFERENCE
 from .errors import BaselineError
 from .fingerprint import definition, environment, short_hash
 
@@ -320,6 +321,11 @@ def run_record(measurement: Any) -> dict[str, Any]:
         )
         full = measurement.summary(figure).to_dict()
         summaries[figure] = _round({k: full[k] for k in _SUMMARY_KEYS})
+    # The machine reference of each round (backends/reference.py), for machine-adjusted
+    # comparisons; absent when the backend has none or --tokrate-calibrate=off.
+    refs = [s.extra.get(REFERENCE) for s in measurement.samples]
+    if any(isinstance(v, float) for v in refs):
+        samples[REFERENCE] = _round([v if isinstance(v, float) else None for v in refs])
     return {
         "definition": definition(
             measurement.request, measurement.settings, check_definitions(measurement)

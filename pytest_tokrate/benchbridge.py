@@ -51,9 +51,11 @@ def pedantic_repeat(benchmark: Any) -> Repeat:
 
         return repeat_rounds
 
-    def repeat(one_round: Callable[[], None], rounds: int) -> None:
+    def repeat(
+        one_round: Callable[[], None], rounds: int, setup: Callable[[], None] | None = None
+    ) -> None:
         try:
-            benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=0)
+            benchmark.pedantic(one_round, setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
         except Exception as exc:
             if type(exc).__name__ == "FixtureAlreadyUsed":
                 raise UsageError(_USED_TWICE) from None

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from .calibration import adjusted, footnote, reference_rates
 from .errors import UsageError
 from .fingerprint import Change, definition_changes, environment_changes
 from .stats import bootstrap_ratio_ci, fisher_exact_less, mann_whitney_u, wilson_interval
@@ -198,6 +199,9 @@ class Comparison:
     n_baseline: int
     n_current: int
     ci_label: str = "95% CI of change"
+    #: Medians of the machine reference (baseline, current) when the change, interval and
+    #: p are machine-adjusted (see :mod:`.calibration`); ``None`` for raw figures.
+    machine_ref: tuple[float, float] | None = None
 
     @property
     def name(self) -> str:
@@ -252,16 +256,33 @@ def compare_speed(
     current: Sequence[Any],
     tolerance: float,
     alpha: float = ALPHA,
+    references: tuple[Sequence[float | None], Sequence[float | None]] | None = None,
 ) -> Comparison:
-    """Compare the raw samples of one speed metric (see the module docstring)."""
+    """Compare the samples of one speed metric (see the module docstring).
+
+    With ``references`` (the machine reference's rate in each round of the baseline and
+    of the current run), the verdict, change, interval and p are computed on the figures
+    relative to the reference (:mod:`.calibration`); the medians shown stay raw.
+    """
     base, cur = _clean(baseline), _clean(current)
     if len(base) < 2 or len(cur) < 2 or statistics.median(base) == 0:
         return Comparison(
             metric, _median(base), _median(cur), math.nan, (math.nan, math.nan), math.nan,
             tolerance, "no data", len(base), len(cur),
         )  # fmt: skip
-    verdict, change, p = speed_verdict(base, cur, tolerance, METRICS[metric][3], alpha)
-    _, low, high = bootstrap_ratio_ci(cur, base)
+    higher = METRICS[metric][3]
+    judged_base, judged_cur, machine = base, cur, None
+    if references is not None:
+        adj_base = adjusted(baseline, references[0], higher)
+        adj_cur = adjusted(current, references[1], higher)
+        if adj_base and adj_cur and len(adj_base) >= 2 and len(adj_cur) >= 2:
+            judged_base, judged_cur = adj_base, adj_cur
+            machine = (
+                statistics.median(v for v in references[0] if v is not None),
+                statistics.median(v for v in references[1] if v is not None),
+            )
+    verdict, change, p = speed_verdict(judged_base, judged_cur, tolerance, higher, alpha)
+    _, low, high = bootstrap_ratio_ci(judged_cur, judged_base)
     return Comparison(
         metric,
         statistics.median(base),
@@ -271,8 +292,9 @@ def compare_speed(
         p,
         tolerance,
         verdict,
-        len(base),
-        len(cur),
+        len(judged_base),
+        len(judged_cur),
+        machine_ref=machine,
     )
 
 
@@ -317,8 +339,11 @@ def _median(values: Sequence[float]) -> float:
 def compare_runs(
     baseline: Mapping[str, Any], current: Mapping[str, Any], settings: GateSettings
 ) -> list[Comparison]:
-    """Every gated metric of two stored runs (see ``baselines.run_record``)."""
+    """Every gated metric of two stored runs (see ``baselines.run_record``); speed
+    metrics machine-adjusted when both runs recorded the machine reference."""
     out = []
+    base_ref, cur_ref = reference_rates(baseline), reference_rates(current)
+    references = (base_ref, cur_ref) if base_ref and cur_ref else None
     for metric in settings.metrics:
         tol = settings.tolerance(metric)
         if metric == "pass_rate":
@@ -333,7 +358,7 @@ def compare_runs(
         cur = current["samples"].get(metric)
         if base is None and cur is None:
             continue
-        out.append(compare_speed(metric, base or [], cur or [], tol, settings.alpha))
+        out.append(compare_speed(metric, base or [], cur or [], tol, settings.alpha, references))
     return out
 
 
@@ -384,13 +409,18 @@ HEADER = ["metric", "baseline -> current", "change", "95% CI", "p", "tolerance",
 
 
 def table(comparisons: Sequence[Comparison], indent: str = "  ") -> list[str]:
-    """Aligned text rows; medians for speed metrics."""
+    """Aligned text rows; medians for speed metrics; a last line when the speed figures
+    were judged relative to the machine reference."""
     rows = [HEADER, *(row(c) for c in comparisons)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    return [
+    lines = [
         indent + "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
         for r in rows
     ]
+    machine = next((c.machine_ref for c in comparisons if c.machine_ref), None)
+    if machine is not None:
+        lines.append(indent + footnote(*machine))
+    return lines
 
 
 # -- findings -------------------------------------------------------------------------

@@ -10,10 +10,17 @@ A sampler thread takes this figure every quarter second while a test runs, becau
 comes in bursts: a test whose average looks harmless can have half its rounds stalled.
 
 Any other busy process counts, even on a core the engine does not use: on this project's
-2-core machine a 1-thread engine ran at ~130 tok/s beside one process that kept the other
-core busy, and at 55-85 tok/s beside another (one that competes for memory bandwidth, as
-a second model does); CPU counters cannot tell those apart (benchmarks/data, t16). A
-2-thread engine fell below 20 tok/s as soon as another process took a core.
+2-core machine a 1-thread engine ran at a median 130 tok/s beside a CPU-bound process on
+the other core and at 83 beside one streaming memory (``benchmarks/data``, c2 and b2);
+CPU counters cannot tell those apart. A 2-thread engine fell to about 39 tok/s as soon
+as another process took a core (m1, m2).
+
+The sampler also reads how long this process's own threads waited for a CPU while
+runnable (``/proc/self/task/*/schedstat``). When the speed figures are judged relative to
+the machine reference (``calibration.py``), a neighbour that merely slows the machine
+slows the reference as much, and what still spoils a comparison is the engine being kept
+off the cores: that wait share is then the guard (``WAIT_SHARE``), and a neighbour on a
+core the engine does not use no longer withholds the verdict.
 
 Only meaningful when the engine runs inside this process (the embedded backend); a local
 server's work counts as "other" here. Nothing is measured where ``/proc/stat`` does not
@@ -31,6 +38,9 @@ from dataclasses import dataclass
 BUSY_CORES = 0.3
 #: Share of a test's time over that limit beyond which its speed verdict is withheld.
 BUSY_SHARE = 0.2
+#: Share of a test's time its own threads may wait for a CPU (runnable, not running) when
+#: its speed is judged relative to the machine reference (see ``calibration.py``).
+WAIT_SHARE = 0.1
 #: Seconds between two samples of the sampler thread.
 INTERVAL_S = 0.25
 _STAT = "/proc/stat"
@@ -41,6 +51,7 @@ class CpuSnapshot:
     wall_s: float
     machine_s: float | None  # busy + stolen CPU seconds of the whole machine
     own_s: float  # CPU seconds of this process (all threads)
+    wait_s: float | None = None  # seconds this process's threads waited for a CPU
 
 
 def _machine_seconds() -> float | None:
@@ -58,8 +69,26 @@ def _machine_seconds() -> float | None:
     return busy / float(os.sysconf("SC_CLK_TCK"))
 
 
+def _wait_seconds() -> float | None:
+    """Run-queue wait of this process's threads so far (``/proc/self/task/*/schedstat``:
+    time runnable but not running), or ``None`` where the kernel does not say."""
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    total, seen = 0, False
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat", encoding="ascii") as fh:
+                total += int(fh.read().split()[1])
+                seen = True
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9 if seen else None
+
+
 def snapshot() -> CpuSnapshot:
-    return CpuSnapshot(time.monotonic(), _machine_seconds(), time.process_time())
+    return CpuSnapshot(time.monotonic(), _machine_seconds(), time.process_time(), _wait_seconds())
 
 
 def foreign_cores(start: CpuSnapshot, end: CpuSnapshot) -> float | None:
@@ -76,6 +105,9 @@ class LoadTrace:
     """Other processes' CPU use over consecutive intervals: ``(seconds, cores)`` pairs."""
 
     intervals: tuple[tuple[float, float], ...]
+    #: Share of the wall time this process's threads waited for a CPU (summed over
+    #: threads; ``None``: unknown).
+    wait_share: float | None = None
 
     @property
     def seconds(self) -> float:
@@ -124,12 +156,20 @@ class LoadSampler:
             cores = foreign_cores(a, b)
             if cores is not None and b.wall_s > a.wall_s:
                 intervals.append((b.wall_s - a.wall_s, cores))
-        return LoadTrace(tuple(intervals)) if intervals else None
+        if not intervals:
+            return None
+        first, last = self._snapshots[0], self._snapshots[-1]
+        wall = last.wall_s - first.wall_s
+        wait = None
+        if first.wait_s is not None and last.wait_s is not None and wall > 0:
+            wait = max(last.wait_s - first.wait_s, 0.0) / wall
+        return LoadTrace(tuple(intervals), wait)
 
 
 __all__ = [
     "BUSY_CORES",
     "BUSY_SHARE",
+    "WAIT_SHARE",
     "CpuSnapshot",
     "LoadSampler",
     "LoadTrace",

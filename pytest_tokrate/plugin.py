@@ -135,6 +135,11 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
      "Retries, with doubling back-off from 0.5 s, when a server answers 503 busy (or 429) "
      "before the round errors. Default: 3",
      lambda v: parse_int("--tokrate-busy-retries", v, minimum=0)),
+    ("calibrate", "tokrate_calibrate",
+     "Time a fixed reference decode around each measured round on the embedded engine and "
+     "judge speed relative to it, so a slower machine is not taken for a slower model: on "
+     "or off. Default: on",
+     lambda v: parse_choice("--tokrate-calibrate", v, ("on", "off"))),
     ("baseline-dir", "tokrate_baseline_dir",
      "Directory of the baseline files, relative to the rootdir. Default: baselines",
      None),
@@ -167,9 +172,11 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
      "baseline): warn or fail. Default: warn",
      lambda v: _gate_option("on-stale", v)),
     ("other-load", "tokrate_other_load",
-     "CPU cores other processes may use while a test measures on the embedded engine; "
-     "over it for more than 20% of the test, its speed verdict is withheld as "
-     "untrustworthy. A number, or off. Default: 0.3",
+     "CPU cores other processes may use while a test measures on the embedded engine "
+     "without the machine reference; over it for more than 20% of the test, its speed "
+     "verdict is withheld as untrustworthy (with the reference, the guard is the engine's "
+     "own wait for a CPU, over 10% of the time). A number, or off (never withhold). "
+     "Default: 0.3",
      lambda v: _gate_option("other-load", v)),
     ("concurrency", "tokrate_concurrency",
      "Concurrency levels of tokrate.sweep(): requests kept in flight, comma-separated "
@@ -400,7 +407,11 @@ def _server_backend_settings(
     if retries is None:
         raw = _ini(config, "tokrate_busy_retries")
         retries = parse_int("ini tokrate_busy_retries", raw, minimum=0) if raw else 3
-    return {"server_settings": settings, "busy_retries": retries}
+    calibrate = config.getoption("tokrate_calibrate")
+    if calibrate is None:
+        raw = _ini(config, "tokrate_calibrate")
+        calibrate = parse_choice("ini tokrate_calibrate", raw, ("on", "off")) if raw else "on"
+    return {"server_settings": settings, "busy_retries": retries, "calibrate": calibrate}
 
 
 def pytest_configure(config: pytest.Config) -> None:

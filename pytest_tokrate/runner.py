@@ -22,8 +22,9 @@ from .result import Measurement
 from .sanity import check_round
 
 Clock = Callable[[], int]
-#: Calls ``one_round`` ``rounds`` times (the pytest-benchmark bridge times each call).
-Repeat = Callable[[Callable[[], None], int], None]
+#: Calls ``one_round`` ``rounds`` times, each after ``setup`` when there is one (the
+#: pytest-benchmark bridge times each ``one_round`` call, never the set-up).
+Repeat = Callable[[Callable[[], None], int, Callable[[], None] | None], None]
 
 
 class Monitor(Protocol):
@@ -32,8 +33,12 @@ class Monitor(Protocol):
     def watch(self) -> AbstractContextManager[Any]: ...
 
 
-def repeat_rounds(one_round: Callable[[], None], rounds: int) -> None:
+def repeat_rounds(
+    one_round: Callable[[], None], rounds: int, setup: Callable[[], None] | None = None
+) -> None:
     for _ in range(rounds):
+        if setup is not None:
+            setup()
         one_round()
 
 
@@ -52,6 +57,23 @@ def with_normalized_counts(samples: Sequence[Sample]) -> list[Sample]:
                 return list(samples)
             s = replace(s, normalized_tokens=count)
         out.append(s)
+    return out
+
+
+def with_machine_reference(
+    samples: Sequence[Sample], probes: Sequence[float | None]
+) -> list[Sample]:
+    """Give each round the machine reference's rate *during* it: the mean of the probe
+    just before and the one just after (the next round's, or the final one), or the one of
+    the two that ran. ``probes[i]`` ran before round ``i``; one more ran after the last."""
+    out = []
+    for i, s in enumerate(samples):
+        pair = [p for p in probes[i : i + 2] if p is not None]
+        if len(probes) != len(samples) + 1 or not pair:
+            out.append(s)
+            continue
+        ref = sum(pair) / len(pair)
+        out.append(replace(s, extra={**s.extra, "machine_ref_tps": ref}))
     return out
 
 
@@ -139,6 +161,15 @@ class Runner:
             self.one_round(self.request_for_round(request, settings, measured=False))
         samples: list[Sample] = []
 
+        # Optional backend capability: a fixed workload timed before each round (as its
+        # untimed set-up) and once after the last, so the gate can tell a slower machine
+        # from a slower model (backends/reference.py).
+        reference = getattr(self.backend, "machine_reference", None)
+        probes: list[float | None] = []
+
+        def probe() -> None:
+            probes.append(reference(request) if callable(reference) else None)
+
         def measured_round() -> None:
             index = len(samples)
             raw = self.one_round(self.request_for_round(request, settings, measured=True))
@@ -147,7 +178,10 @@ class Runner:
             samples.append(derive_sample(raw, index))
 
         with self.monitor.watch() as gpu:
-            repeat(measured_round, settings.rounds)
+            repeat(measured_round, settings.rounds, probe if callable(reference) else None)
+        if callable(reference) and samples:
+            probe()
+            samples = with_machine_reference(samples, probes)
         samples = with_normalized_counts(samples)
         busting = self.backend.cache_busting if settings.cache == "bust" else "none"
         measurement = Measurement(

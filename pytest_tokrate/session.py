@@ -98,7 +98,7 @@ def default_backend_factory(spec: ModelSpec, config: SessionConfig) -> Backend:
     if spec.backend == "embedded":
         from .backends.llamacpp import LlamaCppBackend
 
-        return LlamaCppBackend(spec)
+        return LlamaCppBackend(spec, reference=config.extra.get("calibrate", "on") != "off")
     if spec.backend == "ollama":
         try:
             from .backends.ollama import OllamaBackend

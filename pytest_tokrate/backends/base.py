@@ -119,7 +119,13 @@ class ModelInfo:
 
 @runtime_checkable
 class Backend(Protocol):
-    """What the runner needs from an engine or server."""
+    """What the runner needs from an engine or server.
+
+    Optional: ``machine_reference(request) -> float | None``, the rate of a fixed
+    reference workload timed now on the machine the engine runs on (see
+    ``backends/reference.py``); the runner calls it, untimed, before each measured round
+    and once after the last.
+    """
 
     name: str
     #: How many requests the engine serves at once; 1 means requests are serialised.

@@ -109,7 +109,7 @@ class LlamaCppBackend:
     max_parallel = 1
     cache_busting = "kv-reset"
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, reference: bool = True) -> None:
         if spec.path is None:
             raise UsageError(f"model {spec.name!r} has no GGUF path.")
         self.spec = spec
@@ -126,6 +126,7 @@ class LlamaCppBackend:
         # fixed, so the two ctypes calls per token are made once per id, not per round.
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
+        self.reference = reference
 
     # -- model handling -------------------------------------------------------------
 
@@ -318,6 +319,16 @@ class LlamaCppBackend:
             done_reason=done_reason,
             extra={"num_thread": threads, "num_ctx": n_ctx},
         )
+
+    def machine_reference(self, request: Request) -> float | None:
+        """The machine reference's decode rate now (see :mod:`.reference`), with the
+        thread count the round will use; ``None`` when turned off or unavailable."""
+        if not self.reference:
+            return None
+        from .reference import shared
+
+        with self._lock:
+            return shared(self._llama_cpp).tokens_per_second(_threads(request.options))
 
     def close(self) -> None:
         for llm in self._instances.values():

@@ -55,7 +55,8 @@ def recorded() -> dict[str, dict[str, list[float]]]:
     for path in sorted(GATE_DATA.glob("gate_*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
         out[data["condition"]] = {
-            f: [float(r[f]) for r in data["rounds"]] for f in ("decode_tps", "ttft")
+            f: [float(r[f]) for r in data["rounds"]]
+            for f in ("decode_tps", "ttft", "machine_ref_tps")
         }
     if "a1" not in out:
         pytest.fail(

@@ -95,6 +95,38 @@ def test_regression_fails_that_test_with_a_table(pytester: pytest.Pytester, reco
     assert "Traceback" not in out
 
 
+def test_each_round_records_the_machine_reference(
+    pytester: pytest.Pytester, recorded: Path
+) -> None:
+    run = json.loads(recorded.read_text(encoding="utf-8"))["runs"]["run 1"]
+    refs = run["samples"]["machine_ref_tps"]
+    assert len(refs) == 5 and all(r > 1 for r in refs), refs  # tok/s of the reference
+    assert 0 <= run["wait_share"] <= 2
+    update(pytester, "--tokrate-calibrate=off").assert_outcomes(passed=1)
+    run = json.loads(recorded.read_text(encoding="utf-8"))["runs"]["run 1"]
+    assert "machine_ref_tps" not in run["samples"]
+
+
+def test_a_machine_that_was_faster_is_not_a_regression(
+    pytester: pytest.Pytester, recorded: Path
+) -> None:
+    """The baseline claims the machine (the reference) and the model were both 3x faster:
+    relative to the reference nothing changed. Raw figures call it a regression."""
+    edit(recorded, scale("decode_tps", 3.0))
+    edit(recorded, scale("machine_ref_tps", 3.0))
+    adjusted = pytester.runpytest(MODEL, QUIET, "--tokrate-tolerance=decode_tps=40%")
+    adjusted.assert_outcomes(passed=1)
+    raw = pytester.runpytest(MODEL, QUIET, "--tokrate-calibrate=off")
+    raw.assert_outcomes(failed=1)
+    assert "regression of decode tok/s" in text(raw)
+    assert "machine-adjusted" not in text(raw)
+    # the model 3x slower on the same machine: a regression, with the machine line
+    edit(recorded, scale("machine_ref_tps", 1 / 3.0))
+    slower = pytester.runpytest(MODEL, QUIET)
+    slower.assert_outcomes(failed=1)
+    assert "machine-adjusted: the machine reference" in text(slower)
+
+
 def test_report_mode_only_warns(pytester: pytest.Pytester, recorded: Path) -> None:
     edit(recorded, scale("decode_tps", 1000.0))
     result = pytester.runpytest(MODEL, QUIET, "--tokrate-gate=report")

@@ -34,3 +34,43 @@ def test_sampler_sees_another_process_burning_cpu() -> None:
     assert len(trace.intervals) >= 10
     # the burner kept a core busy: at least most of one core was someone else's
     assert trace.mean() is not None and trace.mean() > 0.6
+
+
+WAIT_PROBE = """
+import os, subprocess, sys, time
+from pytest_tokrate.loadprobe import LoadSampler
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, shared with the burner
+burn = "import time\\nend = time.time() + 1.5\\nwhile time.time() < end: pass\\n"
+sampler = LoadSampler(interval_s=0.1)
+sampler.start()
+proc = subprocess.Popen([sys.executable, "-c", burn])  # inherits the one-core affinity
+end = time.time() + 1.2
+while time.time() < end:
+    pass
+proc.wait()
+print(sampler.stop().wait_share)
+"""
+
+
+@needs_proc
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
+def test_sampler_sees_this_process_waiting_for_a_cpu() -> None:
+    """Two busy processes pinned to one core: each runs about half the time, so this
+    process waits for the CPU roughly half of it (run in a child, to keep the test
+    process's own affinity)."""
+    out = subprocess.run(
+        [sys.executable, "-c", WAIT_PROBE], capture_output=True, text=True, check=True
+    )
+    assert float(out.stdout) > 0.25, out.stdout
+
+
+@needs_proc
+def test_a_quiet_process_hardly_waits() -> None:
+    sampler = LoadSampler(interval_s=0.1)
+    sampler.start()
+    import time
+
+    time.sleep(0.5)  # sleeping is not waiting for a CPU
+    trace = sampler.stop()
+    assert trace is not None and trace.wait_share is not None
+    assert trace.wait_share < 0.1
