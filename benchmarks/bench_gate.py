@@ -74,23 +74,12 @@ FIGURES = ("decode_tps", "ttft", "tpot", "e2e", "prefill_tps")
 
 
 class Probes:
-    """How much this process waited for a CPU around one round (``record --probes``):
-    the time its threads spent runnable but not running (``/proc/self/task/*/schedstat``)
-    and the time the hypervisor stole, each as a share of the round's wall time."""
+    """How much this process waited for a CPU around one round: the time its threads
+    spent runnable but not running (the plugin's ``loadprobe.wait_seconds``) and the time
+    the hypervisor stole, each as a share of the round's wall time."""
 
     def __init__(self) -> None:
         self._wait = self._steal = self._t = 0.0
-
-    @staticmethod
-    def wait_s() -> float:
-        total = 0
-        for tid in os.listdir("/proc/self/task"):
-            try:
-                with open(f"/proc/self/task/{tid}/schedstat", encoding="ascii") as fh:
-                    total += int(fh.read().split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-        return total / 1e9
 
     @staticmethod
     def steal_s() -> float:
@@ -99,13 +88,18 @@ class Probes:
         return int(fields[8]) / os.sysconf("SC_CLK_TCK")
 
     def before(self) -> dict[str, float]:
-        self._wait, self._steal, self._t = self.wait_s(), self.steal_s(), time.perf_counter()
+        from pytest_tokrate.loadprobe import wait_seconds
+
+        self._wait, self._steal = wait_seconds() or 0.0, self.steal_s()
+        self._t = time.perf_counter()
         return {}
 
     def after(self) -> dict[str, float]:
+        from pytest_tokrate.loadprobe import wait_seconds
+
         wall = time.perf_counter() - self._t
         return {
-            "wait_share": (self.wait_s() - self._wait) / wall,
+            "wait_share": ((wait_seconds() or 0.0) - self._wait) / wall,
             "steal_share": (self.steal_s() - self._steal) / wall,
         }
 

@@ -16,6 +16,8 @@ from .errors import UsageError
 
 BACKENDS = ("auto", "embedded", "ollama", "openai")
 CACHE_MODES = ("bust", "allow")
+#: --tokrate-calibrate: time the machine reference around each round (backends/reference.py).
+CALIBRATE_MODES = ("on", "off")
 MISSING_MODEL_MODES = ("auto", "skip", "error")
 
 DEFAULT_ROUNDS = 5
@@ -268,6 +270,8 @@ def resolve(layers: Iterable[Layer]) -> RunSettings:
 
 __all__ = [
     "BACKENDS",
+    "CACHE_MODES",
+    "CALIBRATE_MODES",
     "DEFAULT_OPTIONS",
     "KNOWN_OPTIONS",
     "Layer",

@@ -51,7 +51,6 @@ class CpuSnapshot:
     wall_s: float
     machine_s: float | None  # busy + stolen CPU seconds of the whole machine
     own_s: float  # CPU seconds of this process (all threads)
-    wait_s: float | None = None  # seconds this process's threads waited for a CPU
 
 
 def _machine_seconds() -> float | None:
@@ -69,7 +68,7 @@ def _machine_seconds() -> float | None:
     return busy / float(os.sysconf("SC_CLK_TCK"))
 
 
-def _wait_seconds() -> float | None:
+def wait_seconds() -> float | None:
     """Run-queue wait of this process's threads so far (``/proc/self/task/*/schedstat``:
     time runnable but not running), or ``None`` where the kernel does not say."""
     try:
@@ -88,7 +87,7 @@ def _wait_seconds() -> float | None:
 
 
 def snapshot() -> CpuSnapshot:
-    return CpuSnapshot(time.monotonic(), _machine_seconds(), time.process_time(), _wait_seconds())
+    return CpuSnapshot(time.monotonic(), _machine_seconds(), time.process_time())
 
 
 def foreign_cores(start: CpuSnapshot, end: CpuSnapshot) -> float | None:
@@ -131,12 +130,16 @@ class LoadSampler:
         self._snapshots: list[CpuSnapshot] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Run-queue wait at start: only the difference over the whole test is used, so it
+        # is read at start and stop, not at every sample.
+        self._wait_start: float | None = None
 
     def start(self) -> None:
         first = snapshot()
         if first.machine_s is None:
             return  # no /proc/stat: nothing to measure
         self._snapshots.append(first)
+        self._wait_start = wait_seconds()
         self._thread = threading.Thread(target=self._loop, name="tokrate-load", daemon=True)
         self._thread.start()
 
@@ -151,6 +154,7 @@ class LoadSampler:
         self._stop.set()
         self._thread.join()
         self._snapshots.append(snapshot())
+        wait_end = wait_seconds()
         intervals = []
         for a, b in zip(self._snapshots, self._snapshots[1:], strict=False):
             cores = foreign_cores(a, b)
@@ -161,8 +165,8 @@ class LoadSampler:
         first, last = self._snapshots[0], self._snapshots[-1]
         wall = last.wall_s - first.wall_s
         wait = None
-        if first.wait_s is not None and last.wait_s is not None and wall > 0:
-            wait = max(last.wait_s - first.wait_s, 0.0) / wall
+        if self._wait_start is not None and wait_end is not None and wall > 0:
+            wait = max(wait_end - self._wait_start, 0.0) / wall
         return LoadTrace(tuple(intervals), wait)
 
 
@@ -175,4 +179,5 @@ __all__ = [
     "LoadTrace",
     "foreign_cores",
     "snapshot",
+    "wait_seconds",
 ]

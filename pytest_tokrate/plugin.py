@@ -15,6 +15,7 @@ import pytest
 from .config import (
     BACKENDS,
     CACHE_MODES,
+    CALIBRATE_MODES,
     DEFAULT_NUM_CTX,
     DEFAULT_NUM_PREDICT,
     DEFAULT_ROUNDS,
@@ -139,7 +140,7 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
      "Time a fixed reference decode around each measured round on the embedded engine and "
      "judge speed relative to it, so a slower machine is not taken for a slower model: on "
      "or off. Default: on",
-     lambda v: parse_choice("--tokrate-calibrate", v, ("on", "off"))),
+     lambda v: parse_choice("--tokrate-calibrate", v, CALIBRATE_MODES)),
     ("baseline-dir", "tokrate_baseline_dir",
      "Directory of the baseline files, relative to the rootdir. Default: baselines",
      None),
@@ -410,7 +411,7 @@ def _server_backend_settings(
     calibrate = config.getoption("tokrate_calibrate")
     if calibrate is None:
         raw = _ini(config, "tokrate_calibrate")
-        calibrate = parse_choice("ini tokrate_calibrate", raw, ("on", "off")) if raw else "on"
+        calibrate = parse_choice("ini tokrate_calibrate", raw, CALIBRATE_MODES) if raw else "on"
     return {"server_settings": settings, "busy_retries": retries, "calibrate": calibrate}
 
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from . import __version__
 from .backends.base import Backend, Request
+from .calibration import REFERENCE
 from .config import RunSettings
 from .errors import InfrastructureError, RequestTimeout, ServerError
 from .measure import EngineReport, RawRound, Sample, StampedChunk, TextChunk, derive_sample
@@ -66,14 +67,14 @@ def with_machine_reference(
     """Give each round the machine reference's rate *during* it: the mean of the probe
     just before and the one just after (the next round's, or the final one), or the one of
     the two that ran. ``probes[i]`` ran before round ``i``; one more ran after the last."""
+    if len(probes) != len(samples) + 1:
+        return list(samples)
     out = []
     for i, s in enumerate(samples):
         pair = [p for p in probes[i : i + 2] if p is not None]
-        if len(probes) != len(samples) + 1 or not pair:
-            out.append(s)
-            continue
-        ref = sum(pair) / len(pair)
-        out.append(replace(s, extra={**s.extra, "machine_ref_tps": ref}))
+        if pair:
+            s = replace(s, extra={**s.extra, REFERENCE: sum(pair) / len(pair)})
+        out.append(s)
     return out
 
 

@@ -39,9 +39,6 @@ _N_CTX = 64
 class MachineReference:
     """Times the fixed reference workload; ``None`` when it cannot run here."""
 
-    #: Name recorded with the figures, so a change of workload is never compared.
-    workload = f"smollm2-135m-q4_1 decode {STEPS} tokens"
-
     def __init__(self, llama_cpp: Any) -> None:
         self._llama_cpp = llama_cpp
         self._llm: Any = None
