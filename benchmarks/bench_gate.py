@@ -23,8 +23,11 @@ Two steps:
 ``simulate``
     Simulates many CI runs from those sessions. A run is a window of N *consecutive*
     rounds of one session (so a burst of load hits a whole run, as it does in CI); its
-    baseline is a window of *another* session, under any condition of the same pool: a
-    baseline recorded beside one neighbour, the run beside another, as on a shared machine.
+    baseline is a window of 4N rounds (``--tokrate-update-baselines`` records 4x a test's
+    rounds; at most the 40 a recording has) of *another* session, under any condition of
+    the same pool: a baseline recorded beside one neighbour, the run beside another, as on
+    a shared machine. Decode speed of 8-token answers is not judged by our rules
+    (``compare.MIN_DECODE_TOKENS``); pytest-benchmark judges it.
 
     * A/A: both from unchanged conditions: every "regression" is a false alarm.
     * A/B synthetic: the current window's decode tok/s lowered by 15% (or every round 15%
@@ -38,7 +41,7 @@ Two steps:
     other processes' load; ours machine-adjusted (the default), guarded by this
     process's CPU wait. Ours run through the plugin's ``compare.compare_speed``::
 
-        python benchmarks/bench_gate.py simulate     # 2000 runs per row, seed 0, ~7 min
+        python benchmarks/bench_gate.py simulate     # 2000 runs per row, seed 0, ~75 s
 """
 
 from __future__ import annotations
@@ -200,6 +203,7 @@ def sessions() -> dict[str, Session]:
             "foreign": [float(r.get("foreign_cores") or 0.0) for r in rows],
             "wait": [float(r.get("wait_share") or 0.0) for r in rows],
             "seconds": [float(r["e2e"]) for r in rows],
+            "tokens": [int(r["output_tokens"]) for r in rows],
         }
     return out
 
@@ -242,8 +246,11 @@ def quiet_by_wait(session: Session, start: int, n: int) -> bool:
 
 
 RULES = ("pytest-benchmark", "raw", "ours")
-#: Rounds per simulated run (baseline and current alike).
+#: Rounds per simulated CI run.
 ROUNDS = (5, 10, 20)
+#: Rounds of its baseline: 4x the run's, as --tokrate-update-baselines records by default
+#: (``config.DEFAULT_BASELINE_ROUNDS``), at most what a recording has (40).
+BASELINE_FACTOR = 4
 
 
 def verdicts(
@@ -253,16 +260,17 @@ def verdicts(
     windows: tuple[slice, slice],
     factor: float,
     tol: float,
-) -> dict[str, bool]:
+) -> dict[str, bool | None]:
     """Whether each rule declares a regression, every rule on the same two windows.
 
     ``raw``: our rule on the raw figures (``--tokrate-calibrate=off``); ``ours``: the
     plugin's default, relative to the machine reference. Both through the plugin's own
     code: ``calibration.adjusted`` and ``compare.speed_verdict``, as ``compare_speed``
-    calls them (without its bootstrap interval, which no verdict depends on).
+    calls them (without its bootstrap interval, which no verdict depends on). ``None``:
+    our rules do not judge decode speed of answers this short (``compare.answer_tokens``).
     """
     from pytest_tokrate.calibration import adjusted
-    from pytest_tokrate.compare import ALPHA, speed_verdict
+    from pytest_tokrate.compare import ALPHA, DECODE_METRICS, answer_tokens, speed_verdict
 
     higher = metric == "decode_tps"
     scale = factor if higher else 1 / factor
@@ -271,6 +279,12 @@ def verdicts(
     b_adj = adjusted(b, base["ref"][windows[0]], higher) or b
     c_adj = adjusted(c, cur["ref"][windows[1]], higher) or c
     as_time = (lambda v: [1.0 / x for x in v]) if higher else list
+    runs = [
+        {"samples": {"output_tokens": s["tokens"][w]}}
+        for s, w in zip((base, cur), windows, strict=True)
+    ]
+    if metric in DECODE_METRICS and answer_tokens(*runs) is not None:
+        return {"pytest-benchmark": _pb_fails(as_time(b), as_time(c)), "raw": None, "ours": None}
     return {
         "pytest-benchmark": _pb_fails(as_time(b), as_time(c)),
         "raw": speed_verdict(b, c, tol, higher, ALPHA)[0] == "regression",
@@ -309,6 +323,13 @@ SCENARIOS = (
 )
 
 
+def _share(hits: int | None, total: int) -> float | str | None:
+    """A rate; ``"not gated"`` when the rule does not judge these runs; ``None``: no runs."""
+    if hits is None:
+        return "not gated"
+    return hits / total if total else None
+
+
 def simulate(trials: int, seed: int) -> list[dict[str, Any]]:
     from pytest_tokrate.compare import DEFAULT_TOLERANCES
 
@@ -324,21 +345,27 @@ def simulate(trials: int, seed: int) -> list[dict[str, Any]]:
                 pairs = [(b, c) for b in base_names for c in cur_names if b != c]
                 if not pairs:
                     continue
-                hits = dict.fromkeys(RULES, 0)
-                judged_hits = dict.fromkeys(RULES, 0)
+                hits: dict[str, int | None] = dict.fromkeys(RULES, 0)
+                judged_hits: dict[str, int | None] = dict.fromkeys(RULES, 0)
                 judged = dict.fromkeys(RULES, 0)
+                base_rounds = set()
                 for _ in range(trials):
                     b_name, c_name = rng.choice(pairs)
                     b, c = data[b_name], data[c_name]
-                    i = rng.randrange(len(b[metric]) - n + 1)
+                    nb = min(BASELINE_FACTOR * n, len(b[metric]))
+                    base_rounds.add(nb)
+                    i = rng.randrange(len(b[metric]) - nb + 1)
                     j = rng.randrange(len(c[metric]) - n + 1)
-                    windows = (slice(i, i + n), slice(j, j + n))
-                    by_load = quiet_by_load(b, i, n) and quiet_by_load(c, j, n)
-                    by_wait = quiet_by_wait(b, i, n) and quiet_by_wait(c, j, n)
+                    windows = (slice(i, i + nb), slice(j, j + n))
+                    by_load = quiet_by_load(b, i, nb) and quiet_by_load(c, j, n)
+                    by_wait = quiet_by_wait(b, i, nb) and quiet_by_wait(c, j, n)
                     guards = {"pytest-benchmark": by_load, "raw": by_load, "ours": by_wait}
                     for rule, hit in verdicts(metric, b, c, windows, factor, tol).items():
-                        hits[rule] += hit
                         judged[rule] += guards[rule]
+                        if hit is None or hits[rule] is None:
+                            hits[rule] = judged_hits[rule] = None  # not gated
+                            continue
+                        hits[rule] += hit
                         judged_hits[rule] += hit and guards[rule]
                 results.append(
                     {
@@ -346,15 +373,16 @@ def simulate(trials: int, seed: int) -> list[dict[str, Any]]:
                         "metric": metric,
                         "tolerance": tol,
                         "rounds": n,
+                        "baseline_rounds": "-".join(
+                            str(x) for x in sorted({min(base_rounds), max(base_rounds)})
+                        ),
                         "trials": trials,
                         "recordings": f"{len(base_names)} x {len(cur_names)}"
                         if base_prefixes != cur_prefixes
                         else str(len(base_names)),
-                        "rates": {k: v / trials for k, v in hits.items()},
+                        "rates": {k: _share(v, trials) for k, v in hits.items()},
                         "judged": {k: v / trials for k, v in judged.items()},
-                        "rates_judged": {
-                            k: judged_hits[k] / judged[k] if judged[k] else None for k in RULES
-                        },
+                        "rates_judged": {k: _share(judged_hits[k], judged[k]) for k in RULES},
                     }
                 )
     return results
@@ -386,7 +414,9 @@ def describe_data() -> list[str]:
     ]
 
 
-def _pct(x: float | None) -> str:
+def _pct(x: float | str | None) -> str:
+    if isinstance(x, str):
+        return x
     return "-" if x is None else f"{x * 100:.1f}%"
 
 
@@ -394,7 +424,7 @@ def markdown(results: list[dict[str, Any]]) -> list[str]:
     head = [
         "scenario",
         "metric (tolerance)",
-        "rounds",
+        "rounds (baseline)",
         "recordings",
         "pytest-benchmark `mean:10%`",
         "ours, raw figures",
@@ -411,7 +441,7 @@ def markdown(results: list[dict[str, Any]]) -> list[str]:
         cells = [
             r["scenario"],
             f"{name} ({r['tolerance'] * 100:g}%)",
-            str(r["rounds"]),
+            f"{r['rounds']} ({r['baseline_rounds']})",
             r["recordings"],
             _pct(rates["pytest-benchmark"]),
             _pct(rates["raw"]),

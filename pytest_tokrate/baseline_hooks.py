@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 PLUGIN_NAME = "tokrate-baselines"
 WORKER_KEY = "tokrate_baselines"
 #: Keyword arguments of ``@pytest.mark.tokrate`` that belong to the gate.
-MARKER_KEYS = frozenset({"tolerance", "gate", "gate_metrics"})
+MARKER_KEYS = frozenset({"tolerance", "gate", "gate_metrics", "min_decode_tokens"})
 _ENV_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
@@ -93,6 +93,8 @@ def parse_cli(name: str, value: str) -> object:
         return parse_env_name(value, source)
     if name == "other-load":
         return parse_other_load(value, source)
+    if name == "min-decode-tokens":
+        return compare.parse_min_tokens(value, source)
     raise AssertionError(name)  # pragma: no cover - programming error
 
 
@@ -133,6 +135,7 @@ class Layer:
     on_missing: str | None = None
     on_mismatch: str | None = None
     on_stale: str | None = None
+    min_decode_tokens: int | None = None
 
 
 def apply(settings: GateSettings, layer: Layer) -> GateSettings:
@@ -143,7 +146,7 @@ def apply(settings: GateSettings, layer: Layer) -> GateSettings:
         out = out.with_tolerance(layer.tolerance)
     changes: dict[str, Any] = {
         key: getattr(layer, key)
-        for key in ("mode", "metrics", "on_missing", "on_mismatch", "on_stale")
+        for key in ("mode", "metrics", "on_missing", "on_mismatch", "on_stale", "min_decode_tokens")
         if getattr(layer, key) is not None
     }
     return replace(out, **changes) if changes else out
@@ -164,6 +167,9 @@ def marker_gate_layer(marker: Mapping[str, Any], where: str) -> Layer:
         tolerance=None
         if marker.get("tolerance") is None
         else compare.parse_tolerance(marker["tolerance"], f"{source} tolerance"),
+        min_decode_tokens=None
+        if marker.get("min_decode_tokens") is None
+        else compare.parse_min_tokens(marker["min_decode_tokens"], f"{source} min_decode_tokens"),
     )
 
 
@@ -193,6 +199,7 @@ def _layers(config: pytest.Config) -> tuple[Layer, Layer]:
         on_missing=ini("tokrate_missing_baseline", "parse_mode", "MISSING_MODES"),
         on_mismatch=ini("tokrate_on_mismatch", "parse_mode", "MISMATCH_MODES"),
         on_stale=ini("tokrate_on_stale", "parse_mode", "STALE_MODES"),
+        min_decode_tokens=ini("tokrate_min_decode_tokens", "parse_min_tokens"),
     )
     get = config.getoption
     cli_layer = Layer(
@@ -203,6 +210,7 @@ def _layers(config: pytest.Config) -> tuple[Layer, Layer]:
         on_missing=get("tokrate_missing_baseline"),
         on_mismatch=get("tokrate_on_mismatch"),
         on_stale=get("tokrate_on_stale"),
+        min_decode_tokens=get("tokrate_min_decode_tokens"),
     )
     return ini_layer, cli_layer
 

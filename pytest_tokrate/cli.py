@@ -243,7 +243,16 @@ def _git(root: Path, *argv: str) -> str:
 
 
 def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .compare import GateSettings, compare_runs, parse_metrics, parse_tolerance, table
+    from dataclasses import replace
+
+    from .compare import (
+        GateSettings,
+        compare_runs,
+        parse_metrics,
+        parse_min_tokens,
+        parse_tolerance,
+        table,
+    )
     from .fingerprint import definition_changes, environment_changes
 
     root, directory = baseline_dir(args)
@@ -258,9 +267,10 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.tolerance:
         settings = settings.with_tolerance(parse_tolerance(args.tolerance, "--tolerance"))
     if args.metrics:
-        from dataclasses import replace
-
         settings = replace(settings, metrics=parse_metrics(args.metrics, "--metrics"))
+    if args.min_decode_tokens:
+        tokens = parse_min_tokens(args.min_decode_tokens, "--min-decode-tokens")
+        settings = replace(settings, min_decode_tokens=tokens)
     invalid: list[TokrateError] = []
     regressions = changed = 0
     for rel in sorted(old_paths | new_paths):
@@ -400,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rev", metavar="GIT-REV", nargs="?", default="HEAD")
     p.add_argument("--tolerance", help="as --tokrate-tolerance (default: the plugin's)")
     p.add_argument("--metrics", help="as --tokrate-gate-metrics (default: the plugin's)")
+    p.add_argument(
+        "--min-decode-tokens", help="as --tokrate-min-decode-tokens (default: the plugin's)"
+    )
     p = cmds.add_parser("prune", parents=[common], help="remove baselines of deleted tests")
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     p.add_argument(

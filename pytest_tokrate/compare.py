@@ -37,6 +37,13 @@ DEFAULT_METRICS: tuple[str, ...] = ("decode_tps", "ttft", "pass_rate")
 DEFAULT_TOLERANCES: dict[str, float] = {"decode_tps": 0.10, "ttft": 0.25, "pass_rate": 0.10}
 #: Tolerance of a speed metric without its own default.
 FALLBACK_TOLERANCE = 0.10
+#: Per-token decode figures are judged only when the answers (median of the rounds, in
+#: the baseline and now) have at least this many tokens. Shorter answers give a handful
+#: of decode steps whose timing moves with a scheduler tick: in the gate benchmark,
+#: 8-token answers raised false alarms above 1% where 64-token answers stayed under it.
+MIN_DECODE_TOKENS = 32
+#: The figures that rule applies to: rates and times per decoded token.
+DECODE_METRICS = frozenset({"decode_tps", "decode_tps_client", "decode_tps_engine", "tpot"})
 
 GATE_MODES = ("enforce", "report", "off")
 MISSING_MODES = ("warn", "fail")
@@ -132,6 +139,14 @@ def parse_metrics(value: object, source: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def parse_min_tokens(value: object, source: str) -> int:
+    """A number of tokens >= 1 (``--tokrate-min-decode-tokens``)."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise _bad(source, value, "a whole number of tokens >= 1, such as 32")
+    return int(text)
+
+
 def parse_mode(value: object, source: str, choices: Sequence[str]) -> str:
     text = str(value).strip().lower()
     if text not in choices:
@@ -152,6 +167,7 @@ class GateSettings:
     on_missing: str = "warn"
     on_mismatch: str = "warn"
     on_stale: str = "warn"
+    min_decode_tokens: int = MIN_DECODE_TOKENS
 
     def tolerance(self, metric: str) -> float:
         if metric in self.tolerances:
@@ -195,7 +211,7 @@ class Comparison:
     ci: tuple[float, float]
     p_value: float
     tolerance: float
-    verdict: str  # regression, improvement, ok, underpowered, no data
+    verdict: str  # regression, improvement, ok, underpowered, too short, no data
     n_baseline: int
     n_current: int
     ci_label: str = "95% CI of change"
@@ -358,8 +374,29 @@ def compare_runs(
         cur = current["samples"].get(metric)
         if base is None and cur is None:
             continue
-        out.append(compare_speed(metric, base or [], cur or [], tol, settings.alpha, references))
+        comparison = compare_speed(metric, base or [], cur or [], tol, settings.alpha, references)
+        short = metric in DECODE_METRICS and (
+            answer_tokens(baseline, current, settings.min_decode_tokens) is not None
+        )
+        if short and comparison.verdict != "no data":
+            comparison = replace(comparison, verdict="too short")
+        out.append(comparison)
     return out
+
+
+def answer_tokens(
+    baseline: Mapping[str, Any], current: Mapping[str, Any], minimum: int = MIN_DECODE_TOKENS
+) -> float | None:
+    """The answers' length (median tokens of the shorter side) when it is under
+    ``minimum``, too short to judge per-token decode figures; else ``None``."""
+    medians = []
+    for run in (baseline, current):
+        tokens = [t for t in run.get("samples", {}).get("output_tokens") or [] if t is not None]
+        if tokens:
+            medians.append(statistics.median(tokens))
+    if medians and min(medians) < minimum:
+        return float(min(medians))
+    return None
 
 
 # -- text ------------------------------------------------------------------------------
@@ -548,6 +585,20 @@ def judge_run(
                 data,
             )
         )
+    short = [c for c in comparisons if c.verdict == "too short"]
+    if short:
+        tokens = answer_tokens(baseline, current, settings.min_decode_tokens)
+        findings.append(
+            Finding(
+                "decode-not-gated",
+                "info",
+                f"tokrate: {', '.join(c.name for c in short)} of {test_id} not judged: "
+                f"answers of {tokens:g} tokens are too few decode steps to time (at least "
+                f"{settings.min_decode_tokens}, --tokrate-min-decode-tokens); TTFT and the "
+                "pass rate are still judged.",
+                data,
+            )
+        )
     if underpowered and not regressions:
         names = ", ".join(c.name for c in underpowered)
         findings.append(
@@ -566,16 +617,19 @@ def judge_run(
 
 __all__ = [
     "ALPHA",
+    "DECODE_METRICS",
     "DEFAULT_METRICS",
     "DEFAULT_TOLERANCES",
     "GATE_MODES",
     "METRICS",
+    "MIN_DECODE_TOKENS",
     "MISMATCH_MODES",
     "MISSING_MODES",
     "QUALITY_ALPHA",
     "STALE_MODES",
     "Comparison",
     "GateSettings",
+    "answer_tokens",
     "compare_pass_rate",
     "compare_runs",
     "compare_speed",
@@ -583,6 +637,7 @@ __all__ = [
     "min_p_value",
     "parse_fraction",
     "parse_metrics",
+    "parse_min_tokens",
     "parse_mode",
     "parse_tolerance",
     "speed_verdict",

@@ -27,6 +27,10 @@ DEFAULT_NUM_CTX = 2048
 DEFAULT_SEED = 42
 DEFAULT_TEMPERATURE = 0.0
 DEFAULT_TIMEOUT_S = 120.0
+#: Rounds measured when baselines are written (--tokrate-update-baselines): a multiple of
+#: the test's own rounds. A baseline is recorded once and compared with every later run,
+#: so its precision pays off many times (README, "Does the gate tell the truth?").
+DEFAULT_BASELINE_ROUNDS = "4x"
 
 # Generation options understood by Ollama (api.Options / api.Runner), with their types.
 # Each backend maps what it supports; the rest are passed through where possible.
@@ -94,6 +98,24 @@ def parse_choice(setting: str, value: object, choices: Iterable[str]) -> str:
     if text not in options:
         raise _fail(setting, value, "one of " + ", ".join(options))
     return text
+
+
+def parse_baseline_rounds(setting: str, value: object) -> tuple[str, int]:
+    """``4x`` (a multiple of a test's rounds) -> ``("x", 4)``; ``40`` (rounds, at least
+    the test's own) -> ``("n", 40)``."""
+    text = str(value).strip().lower()
+    match = re.fullmatch(r"(\d+)\s*(x?)", text) if not isinstance(value, bool) else None
+    if match is None or int(match.group(1)) < 1:
+        raise _fail(
+            setting, value, "a multiple of each test's rounds such as 4x, or a number of rounds"
+        )
+    return ("x" if match.group(2) else "n", int(match.group(1)))
+
+
+def baseline_rounds(rounds: int, spec: tuple[str, int]) -> int:
+    """The rounds a test measures when its baseline is written (never fewer than its own)."""
+    kind, number = spec
+    return rounds * number if kind == "x" else max(rounds, number)
 
 
 def _coerce_option_value(key: str, value: object) -> object:
@@ -272,10 +294,13 @@ __all__ = [
     "BACKENDS",
     "CACHE_MODES",
     "CALIBRATE_MODES",
+    "DEFAULT_BASELINE_ROUNDS",
     "DEFAULT_OPTIONS",
     "KNOWN_OPTIONS",
     "Layer",
     "RunSettings",
+    "baseline_rounds",
+    "parse_baseline_rounds",
     "parse_choice",
     "parse_float",
     "parse_int",

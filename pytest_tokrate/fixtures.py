@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .backends.base import Message, Request
-from .config import KNOWN_OPTIONS, Layer, RunSettings, resolve
+from .config import KNOWN_OPTIONS, Layer, RunSettings, baseline_rounds, resolve
 from .errors import UsageError
 from .models import ModelSpec
 from .result import Measurement
@@ -113,7 +114,11 @@ class Tokrate:
         if call is not None:
             layers.append(call)
         layers.append(cfg.cli)
-        return resolve(layers)
+        settings = resolve(layers)
+        spec = cfg.extra.get("baseline_rounds")
+        if spec is not None:  # writing baselines: a more precise baseline (config.py)
+            settings = replace(settings, rounds=baseline_rounds(settings.rounds, spec))
+        return settings
 
     def _call_settings(
         self,

@@ -16,6 +16,7 @@ from .config import (
     BACKENDS,
     CACHE_MODES,
     CALIBRATE_MODES,
+    DEFAULT_BASELINE_ROUNDS,
     DEFAULT_NUM_CTX,
     DEFAULT_NUM_PREDICT,
     DEFAULT_ROUNDS,
@@ -23,6 +24,7 @@ from .config import (
     DEFAULT_WARMUP,
     MISSING_MODEL_MODES,
     Layer,
+    parse_baseline_rounds,
     parse_choice,
     parse_float,
     parse_int,
@@ -148,6 +150,11 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
      "Environment name in baseline file names (TEST@ENV.json), to keep baselines per kind "
      "of machine. Default: the backend (embedded, ollama, openai)",
      lambda v: _gate_option("baseline-env", v)),
+    ("baseline-rounds", "tokrate_baseline_rounds",
+     "Rounds measured when --tokrate-update-baselines writes baselines: a multiple of each "
+     "test's rounds (4x) or a number of rounds (at least the test's own). A more precise "
+     f"baseline lets short CI runs catch smaller regressions. Default: {DEFAULT_BASELINE_ROUNDS}",
+     lambda v: parse_baseline_rounds("--tokrate-baseline-rounds", v)),
     ("tolerance", "tokrate_tolerance",
      "Change tolerated before a significant difference from the baseline is a regression: "
      "10% for every speed metric, or per metric, e.g. decode_tps=10%,ttft=25%,pass_rate=10% "
@@ -157,6 +164,11 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
      "Metrics compared with the baseline, comma-separated (decode_tps, ttft, tpot, e2e, "
      "prefill_tps, e2e_tps, pass_rate, ...), or none. Default: decode_tps,ttft,pass_rate",
      lambda v: _gate_option("gate-metrics", v)),
+    ("min-decode-tokens", "tokrate_min_decode_tokens",
+     "Shortest answer, in tokens (median of the rounds), whose per-token decode figures "
+     "(decode tok/s, TPOT) are compared with the baseline; shorter answers have too few "
+     "decode steps to time, and only their TTFT and pass rate are judged. Default: 32",
+     lambda v: _gate_option("min-decode-tokens", v)),
     ("gate", "tokrate_gate",
      "Regression gate: enforce (a regression fails its test), report (regressions are "
      "warnings) or off (no comparison). Default: enforce",
@@ -381,8 +393,24 @@ def _build_config(config: pytest.Config) -> SessionConfig:
         ini=ini_layer,
         missing_model=parse_missing_model(missing, "tokrate_missing_model"),
         api_key_env=get("tokrate_api_key_env") or _ini(config, "tokrate_api_key_env"),
-        extra=_server_backend_settings(config, host, models),
+        extra={
+            **_server_backend_settings(config, host, models),
+            "baseline_rounds": _baseline_rounds(config),
+        },
     )
+
+
+def _baseline_rounds(config: pytest.Config) -> tuple[str, int] | None:
+    """How many rounds a test measures when baselines are written; ``None`` otherwise."""
+    spec = config.getoption("tokrate_baseline_rounds")
+    if spec is None:
+        raw = _ini(config, "tokrate_baseline_rounds")
+        source = "ini tokrate_baseline_rounds"
+        spec = parse_baseline_rounds(source, raw or DEFAULT_BASELINE_ROUNDS)
+    updating = config.getoption("tokrate_update_baselines")
+    if updating is None:
+        updating = config.getini("tokrate_update_baselines")
+    return spec if updating else None
 
 
 def _server_backend_settings(
@@ -419,7 +447,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "tokrate(rounds=, warmup=, timeout=, cache=, options={...}, checks=[...], "
-        "min_pass_rate=, **generation_options): "
+        "min_pass_rate=, tolerance=, gate=, gate_metrics=, min_decode_tokens=, "
+        "**generation_options): "
         "per-test pytest-tokrate settings (command line > marker > ini > default).",
     )
     try:

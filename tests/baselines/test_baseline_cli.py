@@ -112,13 +112,16 @@ def test_diff_against_a_commit(project: Path) -> None:
     inner = project / "perf/tests/test_demo/TestGroup.test_inner[smollm2]@embedded.json"
     inner.unlink()
     code, out, _ = tokrate(project, "diff", "HEAD")
+    assert code == cli.EXIT_OK and "too short" in out, out  # 8-token answers (README)
+    code, out, _ = tokrate(project, "diff", "HEAD", "--min-decode-tokens", "8")
     assert code == cli.EXIT_REGRESSION, out
     assert "changed: perf/tests/test_demo/test_demo[smollm2]@embedded.json" in out
     assert "removed: perf/tests/test_demo/TestGroup.test_inner[smollm2]@embedded.json" in out
     assert "decode tok/s" in out and "-99.9%" in out and "regression" in out
     assert "1 regression(s)" in out
     # a looser tolerance turns it into an accepted change
-    code, _, _ = tokrate(project, "diff", "--tolerance", "decode_tps=99.95%")
+    loose = ("--tolerance", "decode_tps=99.95%", "--min-decode-tokens", "8")
+    code, _, _ = tokrate(project, "diff", *loose)
     assert code == cli.EXIT_OK
     code, _, err = tokrate(project, "diff", "no-such-rev")
     assert code == cli.EXIT_USAGE and "git rev-parse" in err

@@ -234,3 +234,33 @@ def test_table_columns(decode: list[float]) -> None:
     assert row.split()[:2] == ["decode", "tok/s"]
     assert f"{c.change * 100:+.1f}%" in row and "0.0040" in row and "-10%" in row
     assert row.rstrip().endswith("regression")
+
+
+def test_short_answers_leave_decode_figures_unjudged(decode: list[float]) -> None:
+    """Under ``min_decode_tokens`` (the median answer, either side) decode tok/s and TPOT
+    are shown as ``too short``; TTFT is judged as usual."""
+
+    def answers(tokens: int, values: Sequence[float]) -> dict[str, Any]:
+        r = run(values)
+        r["samples"]["output_tokens"] = [tokens] * len(values)
+        r["samples"]["ttft"] = [0.05] * len(values)
+        return r
+
+    slow = slower(decode)
+    assert compare.answer_tokens(answers(8, decode), answers(64, slow)) == 8
+    assert compare.answer_tokens(answers(64, decode), answers(32, slow)) is None
+    assert compare.answer_tokens(run(decode), run(slow)) is None  # no token counts
+    (info,) = judge(answers(8, decode), answers(8, slow))
+    assert (info.kind, info.severity) == ("decode-not-gated", "info")
+    assert "answers of 8 tokens" in info.message and "at least 32" in info.message
+    settings = GateSettings(metrics=("decode_tps", "ttft"))
+    verdicts = [
+        c.verdict for c in compare.compare_runs(answers(8, decode), answers(8, slow), settings)
+    ]
+    assert verdicts == ["too short", "ok"]
+    lowered = GateSettings(min_decode_tokens=8)
+    assert [f.kind for f in judge(answers(8, decode), answers(8, slow), settings=lowered)] == [
+        "regression"
+    ]
+    with pytest.raises(UsageError, match="expected a whole number of tokens >= 1"):
+        compare.parse_min_tokens("0", "--tokrate-min-decode-tokens")

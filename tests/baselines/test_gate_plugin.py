@@ -1,7 +1,9 @@
 """The gate as users meet it: pytester runs on the real embedded model, outcomes and exit codes.
 
 A regression is produced honestly: the test measures the real model, and the stored
-baseline is edited to claim the model used to be much faster (or slower). The speed
+baseline is edited to claim the model used to be much faster (or slower). The speed test
+answers in 4 tokens to stay quick, so it lowers ``min_decode_tokens`` (default 32) to have
+its decode rate judged; the default has its own test. The speed
 guard against a busy machine is switched off (``--tokrate-other-load=off``) where a test
 needs a verdict, because this shared machine is often busy; the guard has its own test.
 """
@@ -24,7 +26,7 @@ QUIET = "--tokrate-other-load=off"
 SPEED = """
 import pytest
 
-@pytest.mark.tokrate(rounds=5, warmup=1, num_predict=4)
+@pytest.mark.tokrate(min_decode_tokens=1, rounds=5, warmup=1, num_predict=4)
 def test_speed(tokrate):
     tokrate.run("Name three colours.")
 """
@@ -37,7 +39,10 @@ def text(result: pytest.RunResult) -> str:
 
 
 def update(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    result = pytester.runpytest(MODEL, "--tokrate-update-baselines", *args)
+    """Write baselines with the tests' own rounds (the default, 4x, has its own test)."""
+    result = pytester.runpytest(
+        MODEL, "--tokrate-update-baselines", "--tokrate-baseline-rounds=1x", *args
+    )
     assert "Traceback" not in text(result), text(result)
     return result
 
@@ -228,7 +233,7 @@ def test_several_runs_in_one_test(pytester: pytest.Pytester) -> None:
     path = pytester.path / "baselines/test_two/test_two[smollm2]@embedded.json"
     assert sorted(json.loads(path.read_text(encoding="utf-8"))["runs"]) == ["bye", "run 1"]
     edit(path, scale("decode_tps", 1000.0, run="bye"))
-    result = pytester.runpytest(MODEL, QUIET)
+    result = pytester.runpytest(MODEL, QUIET, "--tokrate-min-decode-tokens=1")
     result.assert_outcomes(failed=1)
     assert "test_two.py::test_two[smollm2] (bye)" in text(result)
 
@@ -255,7 +260,56 @@ def test_busy_machine_withholds_the_speed_verdict(pytester: pytest.Pytester) -> 
     assert "of the time while it ran" in out and "regression?" in out
 
 
+def test_short_answers_have_their_decode_rate_left_unjudged(pytester: pytest.Pytester) -> None:
+    """4-token answers: too few decode steps to time, so by default decode tok/s is shown
+    but not judged, while TTFT still is."""
+    pytester.makepyfile(test_speed=SPEED.replace("min_decode_tokens=1, ", ""))
+    update(pytester).assert_outcomes(passed=1)
+    edit(pytester.path / FILE, scale("decode_tps", 1000.0))
+    report = pytester.path / "report.json"
+    pytester.runpytest(MODEL, QUIET, f"--tokrate-report-json={report}").assert_outcomes(passed=1)
+    findings = json.loads(report.read_text(encoding="utf-8"))["measurements"][0]["findings"]
+    note = next(f for f in findings if f["kind"] == "decode-not-gated")
+    assert note["severity"] == "info" and "answers of 4 tokens" in note["message"]
+    edit(pytester.path / FILE, scale("ttft", 0.001))  # TTFT 1000x longer now: judged
+    result = pytester.runpytest(MODEL, QUIET)
+    result.assert_outcomes(failed=1)
+    out = text(result)
+    assert "regression of TTFT in" in out and "regression of decode" not in out
+    assert "too short" in out  # the decode row of the table
+    lowered = pytester.runpytest(MODEL, QUIET, "--tokrate-min-decode-tokens=2")
+    lowered.assert_outcomes(failed=1)
+    assert "regression of decode tok/s, TTFT in" in text(lowered)
+
+
 # -- update mode ---------------------------------------------------------------------------
+
+
+def test_update_measures_more_rounds_for_a_precise_baseline(pytester: pytest.Pytester) -> None:
+    """Baselines get 4x the test's rounds by default; a normal run keeps its own."""
+
+    def rounds() -> int:
+        run = json.loads((pytester.path / FILE).read_text(encoding="utf-8"))["runs"]["run 1"]
+        assert len(run["samples"]["decode_tps"]) == run["rounds"]
+        return int(run["rounds"])
+
+    pytester.makepyfile(test_speed=SPEED.replace("warmup=1", "warmup=0"))
+    pytester.runpytest(MODEL, "--tokrate-update-baselines").assert_outcomes(passed=1)
+    assert rounds() == 20  # the marker's 5, times 4
+    update(pytester, "--tokrate-baseline-rounds=7").assert_outcomes(passed=1)
+    assert rounds() == 7
+    update(pytester, "--tokrate-baseline-rounds=3").assert_outcomes(passed=1)
+    assert rounds() == 5  # never fewer than the test's own
+    pytester.makeini("[pytest]\ntokrate_baseline_rounds = 2x\n")
+    pytester.runpytest(MODEL, "--tokrate-update-baselines").assert_outcomes(passed=1)
+    assert rounds() == 10
+    report = pytester.path / "report.json"
+    pytester.runpytest(MODEL, f"--tokrate-report-json={report}").assert_outcomes(passed=1)
+    measured = json.loads(report.read_text(encoding="utf-8"))["measurements"][0]
+    assert len(measured["samples"]) == 5  # not writing: the test's rounds
+    bad = pytester.runpytest(MODEL, "--tokrate-update-baselines", "--tokrate-baseline-rounds=0")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--tokrate-baseline-rounds: invalid value '0'" in text(bad)
 
 
 def test_update_is_refused_in_ci_unless_forced(

@@ -10,11 +10,11 @@ import pytest
 TESTS = """
 import pytest
 
-@pytest.mark.tokrate(rounds=5, warmup=0, num_predict=2, num_thread=1)
+@pytest.mark.tokrate(rounds=5, warmup=0, num_predict=2, num_thread=1, min_decode_tokens=1)
 def test_a(tokrate):
     tokrate.run("A")
 
-@pytest.mark.tokrate(rounds=5, warmup=0, num_predict=2, num_thread=1)
+@pytest.mark.tokrate(rounds=5, warmup=0, num_predict=2, num_thread=1, min_decode_tokens=1)
 def test_b(tokrate):
     tokrate.run("B")
 """
@@ -54,6 +54,7 @@ def test_only_the_controller_writes(pytester: pytest.Pytester) -> None:
     path = pytester.path / "baselines/test_pair/test_b[smollm2]@embedded.json"
     data = json.loads(path.read_text(encoding="utf-8"))
     samples = data["runs"]["run 1"]["samples"]
+    assert len(samples["decode_tps"]) == 20  # baselines get 4x the test's rounds
     samples["decode_tps"] = [v * 1000 for v in samples["decode_tps"]]
     path.write_text(json.dumps(data), encoding="utf-8")
     gated = pytester.runpytest_subprocess(

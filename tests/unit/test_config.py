@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_tokrate import config
 from pytest_tokrate.config import (
     DEFAULT_OPTIONS,
     Layer,
@@ -158,3 +159,18 @@ def test_settings_to_dict_is_plain_data() -> None:
     d = resolve([Layer("x", rounds=3)]).to_dict()
     assert d["rounds"] == 3
     assert d["options"]["temperature"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("value", "rounds", "expected"),
+    [("4x", 5, 20), (" 2X ", 10, 20), ("1x", 3, 3), ("40", 10, 40), ("3", 5, 5), (7, 7, 7)],
+)
+def test_baseline_rounds(value: object, rounds: int, expected: int) -> None:
+    spec = config.parse_baseline_rounds("--tokrate-baseline-rounds", value)
+    assert config.baseline_rounds(rounds, spec) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "0x", "x", "-2", "four", "4.5x", True, ""])
+def test_bad_baseline_rounds_name_the_value(value: object) -> None:
+    with pytest.raises(UsageError, match=r"--tokrate-baseline-rounds: invalid value .* 4x"):
+        config.parse_baseline_rounds("--tokrate-baseline-rounds", value)
