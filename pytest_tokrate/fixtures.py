@@ -114,11 +114,7 @@ class Tokrate:
         if call is not None:
             layers.append(call)
         layers.append(cfg.cli)
-        settings = resolve(layers)
-        spec = cfg.extra.get("baseline_rounds")
-        if spec is not None:  # writing baselines: a more precise baseline (config.py)
-            settings = replace(settings, rounds=baseline_rounds(settings.rounds, spec))
-        return settings
+        return resolve(layers)
 
     def _call_settings(
         self,
@@ -150,7 +146,12 @@ class Tokrate:
             cache=cache,
             options=merged or None,
         )
-        return self.settings(call)
+        settings = self.settings(call)
+        spec = self.session.config.extra.get("baseline_rounds")
+        if spec is not None and method == "run":
+            # Writing baselines (sweeps have none): a more precise baseline (config.py).
+            settings = replace(settings, rounds=baseline_rounds(settings.rounds, spec))
+        return settings
 
     def run(
         self,
