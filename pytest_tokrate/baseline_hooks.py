@@ -331,7 +331,7 @@ class BaselineGate:
 
     def judge(self, measurement: Measurement, context: JudgeContext) -> list[Finding]:
         from . import baselines
-        from .compare import judge_run
+        from .gate import judge_run
         from .verdict import Finding
 
         test_id = measurement.test_id or context.test_id

@@ -251,9 +251,9 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         parse_metrics,
         parse_min_tokens,
         parse_tolerance,
-        table,
     )
     from .fingerprint import definition_changes, environment_changes
+    from .gate import table
 
     root, directory = baseline_dir(args)
     top = Path(_git(root, "rev-parse", "--show-toplevel").strip()).resolve()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_tokrate import calibration, compare
+from pytest_tokrate import calibration, compare, gate
 from pytest_tokrate.compare import GateSettings, compare_runs
 
 Recorded = dict[str, dict[str, list[float]]]
@@ -93,7 +93,7 @@ def test_raw_comparison_without_a_reference_on_either_side(
     ):
         (c,) = compare_runs(base, cur, settings)
         assert c.machine_ref is None and c.verdict == "regression"
-        assert not any("machine" in line for line in compare.table([c]))
+        assert not any("machine" in line for line in gate.table([c]))
 
 
 def test_rounds_missing_their_reference_are_left_out(quiet: dict[str, list[float]]) -> None:
@@ -117,7 +117,7 @@ def test_the_table_says_the_figures_were_machine_adjusted(
         record(scaled(decode, 0.6), scaled(ref, 0.8)),
         GateSettings(metrics=("decode_tps",)),
     )
-    lines = compare.table([c])
+    lines = gate.table([c])
     assert "machine-adjusted" in lines[-1] and "(-20.0%)" in lines[-1]
     assert "--tokrate-calibrate=off" in lines[-1]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_tokrate import compare
+from pytest_tokrate import compare, gate
 from pytest_tokrate.compare import GateSettings, compare_pass_rate, speed_verdict
 from pytest_tokrate.errors import UsageError
 
@@ -179,7 +179,7 @@ FP = {"hardware": {"cpu_model": "X"}, "engine": {}, "model": {"name": "smollm2"}
 
 def judge(baseline: dict[str, Any] | None, current: dict[str, Any], **kw: Any) -> list[Any]:
     settings = kw.pop("settings", GateSettings())
-    return compare.judge_run(
+    return gate.judge_run(
         test_id="t.py::test_x[smollm2]",
         where="baselines/t/test_x[smollm2]@embedded.json",
         baseline=baseline,
@@ -228,7 +228,7 @@ def test_a_busy_machine_withholds_speed_but_not_quality(decode: list[float]) -> 
 
 def test_table_columns(decode: list[float]) -> None:
     c = compare.compare_speed("decode_tps", decode, slower(decode), 0.10)
-    header, row = compare.table([c])
+    header, row = gate.table([c])
     for column in ("metric", "baseline -> current", "change", "95% CI", "p", "tolerance"):
         assert column in header
     assert row.split()[:2] == ["decode", "tok/s"]

@@ -28,8 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_tokrate import baselines
-from pytest_tokrate.compare import GateSettings, judge_run
+from pytest_tokrate.compare import GateSettings
 from pytest_tokrate.errors import BaselineError, TokrateError
+from pytest_tokrate.gate import judge_run
 from pytest_tokrate.suite_load import SuiteError, load_suite
 
 SCALE = int(os.environ.get("TOKRATE_FUZZ_SCALE", "1"))
