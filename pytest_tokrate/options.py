@@ -1,0 +1,410 @@
+"""The plugin's options: every --tokrate-* flag with its ini twin, and the session
+settings built from them (CLI over ini over defaults).
+
+pytest glue; values are checked by the pure parsers in :mod:`.config` and the features'
+own modules, which load only when an option of theirs is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .config import (
+    BACKENDS,
+    CACHE_MODES,
+    CALIBRATE_MODES,
+    DEFAULT_BASELINE_ROUNDS,
+    DEFAULT_NUM_CTX,
+    DEFAULT_NUM_PREDICT,
+    DEFAULT_ROUNDS,
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_WARMUP,
+    MISSING_MODEL_MODES,
+    Layer,
+    parse_baseline_rounds,
+    parse_choice,
+    parse_float,
+    parse_int,
+    parse_option_lines,
+    parse_option_pair,
+)
+from .errors import UsageError
+from .session import SessionConfig, build_models, parse_backend, parse_missing_model
+
+if TYPE_CHECKING:
+    from .models import ModelSpec
+
+
+def _argparse_type(parser: Callable[[str], object]) -> Callable[[str], object]:
+    """Wrap one of our parsers so argparse shows its message (value and fix)."""
+
+    def parse(text: str) -> object:
+        try:
+            return parser(text)
+        except UsageError as exc:
+            message = str(exc)
+            # argparse already says "argument --tokrate-x: "; drop our copy of the name.
+            if message.startswith("--tokrate-"):
+                message = message.partition(": ")[2] or message
+            raise argparse.ArgumentTypeError(message) from None
+
+    parse.__name__ = getattr(parser, "__name__", "value")
+    return parse
+
+
+def _host_option(value: str) -> str:
+    """Check a host string by Ollama's rules; keep it as given."""
+    from .hosts import parse_host
+
+    parse_host(value, "--tokrate-host")
+    return value
+
+
+def _server_setting_option(value: str) -> tuple[str, object]:
+    from .server_settings import parse_server_setting
+
+    return parse_server_setting(value, "--tokrate-server-setting")
+
+
+# name, ini name, help, type, cli type, default shown in help
+_OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
+    ("model", "tokrate_model",
+     "Model(s) to measure, comma-separated: smollm2, smollm2-q2_k, a .gguf path, or a server "
+     "model such as gemma2:2b. Default: none (tokrate tests are skipped, or error under CI)",
+     None),
+    ("backend", "tokrate_backend",
+     "Backend: auto (embedded for smollm2 and .gguf paths, else ollama), embedded, ollama, "
+     "openai. Default: auto",
+     lambda v: parse_choice("--tokrate-backend", v, BACKENDS)),
+    ("host", "tokrate_host",
+     "Server address, Ollama rules ([scheme://]host[:port][/path]). "
+     "Default: $OLLAMA_HOST, else http://127.0.0.1:11434 (openai backend: "
+     "$OPENAI_BASE_URL, else http://127.0.0.1:8080/v1)",
+     _host_option),
+    ("rounds", "tokrate_rounds",
+     f"Measured rounds per prompt. Default: {DEFAULT_ROUNDS}",
+     lambda v: parse_int("--tokrate-rounds", v, minimum=1)),
+    ("warmup", "tokrate_warmup",
+     f"Warm-up rounds before measuring (never counted). Default: {DEFAULT_WARMUP}",
+     lambda v: parse_int("--tokrate-warmup", v, minimum=0)),
+    ("num-predict", "tokrate_num_predict",
+     f"Generation length in tokens (num_predict). Default: {DEFAULT_NUM_PREDICT}",
+     lambda v: parse_option_pair(f"num_predict={v}", "--tokrate-num-predict")[1]),
+    ("num-ctx", "tokrate_num_ctx",
+     f"Context size in tokens (num_ctx). Default: {DEFAULT_NUM_CTX}",
+     lambda v: parse_option_pair(f"num_ctx={v}", "--tokrate-num-ctx")[1]),
+    ("timeout", "tokrate_timeout",
+     f"Per-request timeout in seconds. Default: {DEFAULT_TIMEOUT_S:g}",
+     lambda v: parse_float("--tokrate-timeout", v, minimum=0.001)),
+    ("cache", "tokrate_cache",
+     "Prompt cache in measured rounds: bust (defeat it, honest prefill figures) or allow. "
+     "Default: bust",
+     lambda v: parse_choice("--tokrate-cache", v, CACHE_MODES)),
+    ("missing-model", "tokrate_missing_model",
+     "What a tokrate test does when no model is chosen: skip, error, or auto (error when "
+     "the CI environment variable is set, else skip). Default: auto",
+     lambda v: parse_choice("--tokrate-missing-model", v, MISSING_MODEL_MODES)),
+    ("api-key-env", "tokrate_api_key_env",
+     "Name of the environment variable holding the API key of an OpenAI-compatible "
+     "server (the key itself is never recorded). Default: none",
+     None),
+    ("min-pass-rate", "tokrate_min_pass_rate",
+     "Minimum share of measured rounds that must pass every quality check, 0-1 or a "
+     "percentage such as 80%. Default: 1 (every round)",
+     lambda v: _quality_option("--tokrate-min-pass-rate", v)),
+    ("busy-retries", "tokrate_busy_retries",
+     "Retries, with doubling back-off from 0.5 s, when a server answers 503 busy (or 429) "
+     "before the round errors. Default: 3",
+     lambda v: parse_int("--tokrate-busy-retries", v, minimum=0)),
+    ("calibrate", "tokrate_calibrate",
+     "Time a fixed reference decode around each measured round on the embedded engine and "
+     "judge speed relative to it, so a slower machine is not taken for a slower model: on "
+     "or off. Default: on",
+     lambda v: parse_choice("--tokrate-calibrate", v, CALIBRATE_MODES)),
+    ("baseline-dir", "tokrate_baseline_dir",
+     "Directory of the baseline files, relative to the rootdir. Default: baselines",
+     None),
+    ("baseline-env", "tokrate_baseline_env",
+     "Environment name in baseline file names (TEST@ENV.json), to keep baselines per kind "
+     "of machine. Default: the backend (embedded, ollama, openai)",
+     lambda v: _gate_option("baseline-env", v)),
+    ("baseline-rounds", "tokrate_baseline_rounds",
+     "Rounds measured when --tokrate-update-baselines writes baselines: a multiple of each "
+     "test's rounds (4x) or a number of rounds (at least the test's own). A more precise "
+     f"baseline lets short CI runs catch smaller regressions. Default: {DEFAULT_BASELINE_ROUNDS}",
+     lambda v: parse_baseline_rounds("--tokrate-baseline-rounds", v)),
+    ("tolerance", "tokrate_tolerance",
+     "Change tolerated before a significant difference from the baseline is a regression: "
+     "10% for every speed metric, or per metric, e.g. decode_tps=10%,ttft=25%,pass_rate=10% "
+     "(points). Default: decode_tps=10%,ttft=25%,pass_rate=10%",
+     lambda v: _gate_option("tolerance", v)),
+    ("gate-metrics", "tokrate_gate_metrics",
+     "Metrics compared with the baseline, comma-separated (decode_tps, ttft, tpot, e2e, "
+     "prefill_tps, e2e_tps, pass_rate, ...), or none. Default: decode_tps,ttft,pass_rate",
+     lambda v: _gate_option("gate-metrics", v)),
+    ("min-decode-tokens", "tokrate_min_decode_tokens",
+     "Shortest answer, in tokens (median of the rounds), whose per-token decode figures "
+     "(decode tok/s, TPOT) are compared with the baseline; shorter answers have too few "
+     "decode steps to time, and only their TTFT and pass rate are judged. Default: 32",
+     lambda v: _gate_option("min-decode-tokens", v)),
+    ("gate", "tokrate_gate",
+     "Regression gate: enforce (a regression fails its test), report (regressions are "
+     "warnings) or off (no comparison). Default: enforce",
+     lambda v: _gate_option("gate", v)),
+    ("missing-baseline", "tokrate_missing_baseline",
+     "A test without a baseline: warn, or fail (strict, for CI). Default: warn",
+     lambda v: _gate_option("missing-baseline", v)),
+    ("on-mismatch", "tokrate_on_mismatch",
+     "A baseline recorded with another fingerprint (hardware, engine, model, test "
+     "definition): warn, skip or fail. Default: warn",
+     lambda v: _gate_option("on-mismatch", v)),
+    ("on-stale", "tokrate_on_stale",
+     "A test significantly better than its baseline beyond the tolerance (stale "
+     "baseline): warn or fail. Default: warn",
+     lambda v: _gate_option("on-stale", v)),
+    ("other-load", "tokrate_other_load",
+     "CPU cores other processes may use while a test measures on the embedded engine "
+     "without the machine reference; over it for more than 20% of the test, its speed "
+     "verdict is withheld as untrustworthy (with the reference, the guard is the engine's "
+     "own wait for a CPU, over 10% of the time). A number, or off (never withhold). "
+     "Default: 0.3",
+     lambda v: _gate_option("other-load", v)),
+    ("concurrency", "tokrate_concurrency",
+     "Concurrency levels of tokrate.sweep(): requests kept in flight, comma-separated "
+     "(e.g. 1,8,32,128). Default: 1",
+     lambda v: _report_option("concurrency", v)),
+    ("gen-lengths", "tokrate_gen_lengths",
+     "Generation lengths (num_predict) of tokrate.sweep(), comma-separated (e.g. 16,64,256). "
+     "Default: the num_predict in effect",
+     lambda v: _report_option("gen-lengths", v)),
+    ("prompt-lengths", "tokrate_prompt_lengths",
+     "Prompt lengths of tokrate.sweep() in cl100k tokens, comma-separated (e.g. 128,1024). "
+     "Default: the prompt as given",
+     lambda v: _report_option("prompt-lengths", v)),
+    ("report-json", "tokrate_report_json",
+     "Write a JSON report of the run (tests, models, sweep levels, raw samples, "
+     "fingerprints, verdicts) to PATH. Default: none",
+     lambda v: _report_option("report-json", v)),
+    ("report-md", "tokrate_report_md",
+     "Write a Markdown summary to PATH (it is also appended to $GITHUB_STEP_SUMMARY when "
+     "that is set). Default: none",
+     lambda v: _report_option("report-md", v)),
+    ("plots", "tokrate_plots",
+     "Write PNG plots (latency and throughput vs concurrency, tok/s vs generation length, "
+     "speed vs quality) to DIR; needs matplotlib. Default: none",
+     lambda v: _report_option("plots", v)),
+]  # fmt: skip
+
+
+def _report_option(name: str, value: str) -> object:
+    from .report_hooks import parse_cli
+
+    return parse_cli(name, value)
+
+
+def _gate_option(name: str, value: str) -> object:
+    from .gate_options import parse_cli
+
+    return parse_cli(name, value)
+
+
+def _quality_option(source: str, value: object) -> float:
+    from .checks import parse_min_pass_rate
+
+    return parse_min_pass_rate(source, value)
+
+
+def _with_quality_options(config: pytest.Config, session_config: SessionConfig) -> SessionConfig:
+    """Put the command line's and ini's minimum pass rate on their precedence layers."""
+    from dataclasses import replace
+
+    cli = config.getoption("tokrate_min_pass_rate")
+    ini_text = _ini(config, "tokrate_min_pass_rate")
+    ini = None if ini_text is None else _quality_option("ini tokrate_min_pass_rate", ini_text)
+
+    def with_rate(layer: Layer, value: object) -> Layer:
+        if value is None:
+            return layer
+        return replace(layer, extra={**(layer.extra or {}), "min_pass_rate": value})
+
+    return replace(
+        session_config,
+        cli=with_rate(session_config.cli, cli),
+        ini=with_rate(session_config.ini, ini),
+    )
+
+
+def _escape(help_text: str) -> str:
+    return help_text.replace("%", "%%")
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Declare every --tokrate-* option and its ini twin (``plugin.pytest_addoption``)."""
+    group = parser.getgroup("tokrate", "LLM speed and quality (pytest-tokrate)")
+    for name, ini, help_text, type_ in _OPTIONS:
+        # argparse %-formats help texts: a literal "10%" would crash `pytest --help`.
+        kwargs: dict[str, Any] = {"dest": ini, "default": None, "help": _escape(help_text)}
+        if type_ is not None:
+            kwargs["type"] = _argparse_type(type_)
+        group.addoption(f"--tokrate-{name}", **kwargs)
+        parser.addini(ini, help_text, default=None)
+    group.addoption(
+        "--tokrate-option",
+        dest="tokrate_options",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        type=_argparse_type(parse_option_pair),
+        help="Generation option passed to the model, repeatable (e.g. num_thread=2, "
+        "temperature=0.7, stop='[\"\\n\"]'). Default: none",
+    )
+    parser.addini(
+        "tokrate_options",
+        "Generation options, one KEY=VALUE per line. Default: none",
+        type="linelist",
+        default=[],
+    )
+    group.addoption(
+        "--tokrate-server-setting",
+        dest="tokrate_server_settings",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        type=_argparse_type(_server_setting_option),
+        help="Server setting recorded with every result, repeatable: kv_cache_type=q8_0, "
+        "flash_attention=on, num_parallel=4, ... (or OLLAMA_KV_CACHE_TYPE=q8_0). "
+        "Default: none",
+    )
+    parser.addini(
+        "tokrate_server_settings",
+        "Server settings recorded with every result, one KEY=VALUE per line. Default: none",
+        type="linelist",
+        default=[],
+    )
+    from .gate_options import add_flags
+
+    add_flags(group, parser)
+
+
+def _ini(config: pytest.Config, name: str) -> str | None:
+    value = config.getini(name)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _build_config(config: pytest.Config) -> SessionConfig:
+    get = config.getoption
+    backend_cli = get("tokrate_backend")
+    backend_ini = _ini(config, "tokrate_backend")
+    backend = backend_cli or (
+        parse_backend(backend_ini, "ini tokrate_backend") if backend_ini else "auto"
+    )
+    model_cli = get("tokrate_model")
+    model_ini = _ini(config, "tokrate_model")
+    source = "--tokrate-model" if model_cli is not None else "ini tokrate_model"
+    models = build_models(model_cli if model_cli is not None else model_ini, backend, source)
+    ini_options = parse_option_lines(config.getini("tokrate_options") or [], "ini tokrate_options")
+    for key, ini_name, src in (
+        ("num_predict", "tokrate_num_predict", "ini tokrate_num_predict"),
+        ("num_ctx", "tokrate_num_ctx", "ini tokrate_num_ctx"),
+    ):
+        raw = _ini(config, ini_name)
+        if raw is not None:
+            ini_options[key] = parse_option_pair(f"{key}={raw}", src)[1]
+    cli_options: dict[str, Any] = dict(get("tokrate_options") or [])
+    if get("tokrate_num_predict") is not None:
+        cli_options["num_predict"] = get("tokrate_num_predict")
+    if get("tokrate_num_ctx") is not None:
+        cli_options["num_ctx"] = get("tokrate_num_ctx")
+    ini_layer = Layer(
+        source="ini",
+        rounds=_ini(config, "tokrate_rounds"),
+        warmup=_ini(config, "tokrate_warmup"),
+        timeout=_ini(config, "tokrate_timeout"),
+        cache=_ini(config, "tokrate_cache"),
+        options=ini_options or None,
+    )
+    cli_layer = Layer(
+        source="command line",
+        rounds=get("tokrate_rounds"),
+        warmup=get("tokrate_warmup"),
+        timeout=get("tokrate_timeout"),
+        cache=get("tokrate_cache"),
+        options=cli_options or None,
+    )
+    # Validate ini values now, so a bad ini is a usage error before any test runs.
+    from .config import resolve
+
+    resolve([ini_layer, cli_layer])
+    missing = get("tokrate_missing_model") or _ini(config, "tokrate_missing_model") or "auto"
+    host = get("tokrate_host") or _ini(config, "tokrate_host")
+    return SessionConfig(
+        models=models,
+        backend=backend,
+        host=host,
+        cli=cli_layer,
+        ini=ini_layer,
+        missing_model=parse_missing_model(missing, "tokrate_missing_model"),
+        api_key_env=get("tokrate_api_key_env") or _ini(config, "tokrate_api_key_env"),
+        extra={
+            **_server_backend_settings(config, host, models),
+            "baseline_rounds": _baseline_rounds(config),
+        },
+    )
+
+
+def _baseline_rounds(config: pytest.Config) -> tuple[str, int] | None:
+    """How many rounds a test measures when baselines are written; ``None`` otherwise."""
+    spec = config.getoption("tokrate_baseline_rounds")
+    if spec is None:
+        raw = _ini(config, "tokrate_baseline_rounds")
+        source = "ini tokrate_baseline_rounds"
+        spec = parse_baseline_rounds(source, raw or DEFAULT_BASELINE_ROUNDS)
+    updating = config.getoption("tokrate_update_baselines")
+    if updating is None:
+        updating = config.getini("tokrate_update_baselines")
+    return spec if updating else None
+
+
+def _server_backend_settings(
+    config: pytest.Config, host: str | None, models: tuple[ModelSpec, ...]
+) -> dict[str, Any]:
+    """Check the server address now (a usage error, not a failing test), and gather the
+    declared server settings and the busy-retry count for the server backends."""
+    backends = {m.backend for m in models}
+    # Loaded only when there is something to check: keeps an unused plugin's start-up cheap.
+    if host is not None or backends & {"ollama", "openai"}:
+        from .hosts import check_host_settings
+
+        source = "--tokrate-host" if config.getoption("tokrate_host") else "ini tokrate_host"
+        check_host_settings(host, source, backends)
+    settings: dict[str, Any] = {}
+    ini_settings = config.getini("tokrate_server_settings") or []
+    if ini_settings:
+        from .server_settings import parse_server_settings
+
+        settings = parse_server_settings(ini_settings, "ini tokrate_server_settings")
+    settings.update(dict(config.getoption("tokrate_server_settings") or []))
+    retries = config.getoption("tokrate_busy_retries")
+    if retries is None:
+        raw = _ini(config, "tokrate_busy_retries")
+        retries = parse_int("ini tokrate_busy_retries", raw, minimum=0) if raw else 3
+    calibrate = config.getoption("tokrate_calibrate")
+    if calibrate is None:
+        raw = _ini(config, "tokrate_calibrate")
+        calibrate = parse_choice("ini tokrate_calibrate", raw, CALIBRATE_MODES) if raw else "on"
+    return {"server_settings": settings, "busy_retries": retries, "calibrate": calibrate}
+
+
+def build_config(config: pytest.Config) -> SessionConfig:
+    """The session's settings from the command line and ini (a usage error when bad)."""
+    return _with_quality_options(config, _build_config(config))
+
+
+__all__ = ["add_options", "build_config"]
