@@ -232,7 +232,8 @@ def judge_run(
                 f"tokrate: {names} of {test_id} changed beyond the tolerance, but with "
                 f"{underpowered[0].n_baseline} baseline and {underpowered[0].n_current} current "
                 f"rounds no change can be significant at p < {settings.alpha:g}: use at least "
-                "5 rounds in both.",
+                "3 rounds against a baseline refreshed with `pytest --tokrate-update-baselines` "
+                "(it records 4x the rounds), or 5 in both.",
                 data,
             )
         )

@@ -264,3 +264,10 @@ def test_short_answers_leave_decode_figures_unjudged(decode: list[float]) -> Non
     ]
     with pytest.raises(UsageError, match="expected a whole number of tokens >= 1"):
         compare.parse_min_tokens("0", "--tokrate-min-decode-tokens")
+
+
+def test_underpowered_says_how_many_rounds(decode: list[float]) -> None:
+    (finding,) = judge(run(decode[:2]), run(slower(decode)[:2]))
+    assert (finding.kind, finding.severity) == ("underpowered", "warn")
+    assert "with 2 baseline and 2 current rounds" in finding.message
+    assert "use at least 3 rounds against a baseline refreshed with" in finding.message
