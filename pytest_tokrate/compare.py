@@ -359,6 +359,7 @@ def compare_runs(
     out = []
     base_ref, cur_ref = reference_rates(baseline), reference_rates(current)
     references = (base_ref, cur_ref) if base_ref and cur_ref else None
+    too_short = answer_tokens(baseline, current, settings.min_decode_tokens) is not None
     for metric in settings.metrics:
         tol = settings.tolerance(metric)
         if metric == "pass_rate":
@@ -374,10 +375,7 @@ def compare_runs(
         if base is None and cur is None:
             continue
         comparison = compare_speed(metric, base or [], cur or [], tol, settings.alpha, references)
-        short = metric in DECODE_METRICS and (
-            answer_tokens(baseline, current, settings.min_decode_tokens) is not None
-        )
-        if short and comparison.verdict != "no data":
+        if too_short and metric in DECODE_METRICS and comparison.verdict != "no data":
             comparison = replace(comparison, verdict="too short")
         out.append(comparison)
     return out
