@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from ollama._client import _parse_host  # the official client is the oracle
 
-from pytest_tokrate.errors import UsageError
-from pytest_tokrate.hosts import (
+from pytest_tokrate.backends.hosts import (
     check_host_settings,
     parse_host,
     resolve_ollama_host,
     resolve_openai_base,
 )
-from pytest_tokrate.server_settings import parse_server_setting, parse_server_settings
+from pytest_tokrate.backends.server_settings import parse_server_setting, parse_server_settings
+from pytest_tokrate.errors import UsageError
 
 # The examples of the official client's own doctests, and a few more.
 CLIENT_CASES = [

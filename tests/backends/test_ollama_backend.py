@@ -11,16 +11,16 @@ from standin import OllamaStandin
 
 from pytest_tokrate.backends.base import Message, Request
 from pytest_tokrate.backends.llamacpp import LlamaCppBackend
+from pytest_tokrate.backends.models import resolve_model
 from pytest_tokrate.backends.ollama import OllamaBackend, backoff_delays, canonical_name
-from pytest_tokrate.config import RunSettings
+from pytest_tokrate.core.runner import Runner
+from pytest_tokrate.core.settings import RunSettings
 from pytest_tokrate.errors import (
     BackendUnavailable,
     ModelNotOnServer,
     RequestTimeout,
     ServerError,
 )
-from pytest_tokrate.models import resolve_model
-from pytest_tokrate.runner import Runner
 
 MODEL = "smollm2:135m"
 STORY = "Write a long story about a dragon who lives in a castle."  # never stops early

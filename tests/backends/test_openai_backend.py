@@ -11,7 +11,9 @@ from standin import OpenAIStandin
 
 from pytest_tokrate.backends.base import Request
 from pytest_tokrate.backends.openai import OpenAIBackend, read_api_key
-from pytest_tokrate.config import RunSettings
+from pytest_tokrate.core.runner import Runner
+from pytest_tokrate.core.settings import RunSettings
+from pytest_tokrate.core.tokens import count_tokens
 from pytest_tokrate.errors import (
     BackendUnavailable,
     ModelNotOnServer,
@@ -19,8 +21,6 @@ from pytest_tokrate.errors import (
     ServerError,
     UsageError,
 )
-from pytest_tokrate.runner import Runner
-from pytest_tokrate.tokens import count_tokens
 
 MODEL = "smollm2:135m"
 STORY = "Write a long story about a dragon who lives in a castle."

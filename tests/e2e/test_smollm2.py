@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import pytest_tokrate
-from pytest_tokrate.models import SMOLLM2_FILE
+from pytest_tokrate.backends.models import SMOLLM2_FILE
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from pytest_tokrate.checks import CHECK_TYPES, RoundContext, parse_check, parse_checks
+from pytest_tokrate.core.measure import Sample
 from pytest_tokrate.errors import CheckDefinitionError
-from pytest_tokrate.measure import Sample
+from pytest_tokrate.quality.checks import CHECK_TYPES, RoundContext, parse_check, parse_checks
 
 
 def sample(text: str, index: int = 0, tokens: int | None = None) -> Sample:

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from pytest_tokrate.backends.base import ModelInfo
-from pytest_tokrate.checks import parse_checks, parse_min_pass_rate, resolve_min_pass_rate
-from pytest_tokrate.config import Layer
+from pytest_tokrate.core.findings import JudgeContext
+from pytest_tokrate.core.measure import Sample
+from pytest_tokrate.core.result import Measurement
+from pytest_tokrate.core.settings import Layer
 from pytest_tokrate.errors import CheckDefinitionError, UsageError
-from pytest_tokrate.measure import Sample
-from pytest_tokrate.quality import QualityPlan, QualityResult, evaluate, quality_judge
-from pytest_tokrate.result import Measurement
-from pytest_tokrate.verdict import JudgeContext
+from pytest_tokrate.quality.checks import parse_checks, parse_min_pass_rate, resolve_min_pass_rate
+from pytest_tokrate.quality.evaluate import QualityPlan, QualityResult, evaluate, quality_judge
 
 
 def sample(text: str, index: int) -> Sample:

@@ -13,14 +13,19 @@ import pytest
 
 from pytest_tokrate.backends.base import Request
 from pytest_tokrate.backends.llamacpp import LlamaCppBackend
-from pytest_tokrate.checks import parse_checks
-from pytest_tokrate.config import Layer, resolve
-from pytest_tokrate.models import resolve_model
-from pytest_tokrate.quality import evaluate
-from pytest_tokrate.result import Measurement
-from pytest_tokrate.runner import Runner
-from pytest_tokrate.stats import fisher_exact_less
-from pytest_tokrate.tradeoff import _drop_param, compare_models, comparison_key, tradeoff_lines
+from pytest_tokrate.backends.models import resolve_model
+from pytest_tokrate.core.result import Measurement
+from pytest_tokrate.core.runner import Runner
+from pytest_tokrate.core.settings import Layer, resolve
+from pytest_tokrate.core.stats import fisher_exact_less
+from pytest_tokrate.quality.checks import parse_checks
+from pytest_tokrate.quality.evaluate import evaluate
+from pytest_tokrate.quality.tradeoff import (
+    _drop_param,
+    compare_models,
+    comparison_key,
+    tradeoff_lines,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ import pytest
 with contextlib.suppress(ImportError):
     import llama_cpp  # noqa: F401
 
-    from pytest_tokrate.tokens import encoding
+    from pytest_tokrate.core.tokens import encoding
 
     encoding()
 

@@ -26,8 +26,8 @@ from standin import OllamaStandin, OpenAIStandin
 from pytest_tokrate.backends.base import Request
 from pytest_tokrate.backends.ollama import OllamaBackend
 from pytest_tokrate.backends.openai import OpenAIBackend
+from pytest_tokrate.core.runner import Runner
 from pytest_tokrate.errors import InfrastructureError
-from pytest_tokrate.runner import Runner
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "bad-input.md"
 MODEL = ("--tokrate-model=smollm2", "--tokrate-option=num_thread=1")

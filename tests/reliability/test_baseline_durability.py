@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from standin import EngineHost, OllamaStandin
 
-from pytest_tokrate import baselines
+from pytest_tokrate.gate import store as baselines
 
 #: Kills per CI run (raise it with TOKRATE_KILLS for a longer soak).
 KILLS = int(os.environ.get("TOKRATE_KILLS", "30"))

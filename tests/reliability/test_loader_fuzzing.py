@@ -1,7 +1,7 @@
 """Hypothesis fuzzing of the two loaders that read files users edit by hand.
 
 Only the documented errors may come out: :class:`~pytest_tokrate.errors.BaselineError`
-from the baseline loader, :class:`~pytest_tokrate.suite_load.SuiteError` from the YAML
+from the baseline loader, :class:`~pytest_tokrate.quality.suite.SuiteError` from the YAML
 suite loader. A baseline that loads must also go through the gate's comparison without
 anything but findings (or a documented error), since that is what a loaded baseline is
 for. Inputs: random bytes, random text, random JSON / YAML structures, and near misses
@@ -27,11 +27,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_tokrate import baselines
-from pytest_tokrate.compare import GateSettings
 from pytest_tokrate.errors import BaselineError, TokrateError
-from pytest_tokrate.gate import judge_run
-from pytest_tokrate.suite_load import SuiteError, load_suite
+from pytest_tokrate.gate import store as baselines
+from pytest_tokrate.gate.judge import judge_run
+from pytest_tokrate.gate.rule import GateSettings
+from pytest_tokrate.quality.suite import SuiteError, load_suite
 
 SCALE = int(os.environ.get("TOKRATE_FUZZ_SCALE", "1"))
 EXAMPLES = {
@@ -120,9 +120,9 @@ def real_baseline() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     second real measurement to compare with it."""
     from pytest_tokrate.backends.base import Request
     from pytest_tokrate.backends.llamacpp import LlamaCppBackend
-    from pytest_tokrate.config import Layer, resolve
-    from pytest_tokrate.models import resolve_model
-    from pytest_tokrate.runner import Runner
+    from pytest_tokrate.backends.models import resolve_model
+    from pytest_tokrate.core.runner import Runner
+    from pytest_tokrate.core.settings import Layer, resolve
 
     backend = LlamaCppBackend(resolve_model("smollm2"))
     try:

@@ -1,4 +1,4 @@
-"""The plausibility rules of :mod:`pytest_tokrate.sanity`, at their edges.
+"""The plausibility rules of :mod:`pytest_tokrate.core.sanity`, at their edges.
 
 The fault catalogue drives each rule end to end through a server; these pin the limits
 (what is still accepted) on the pure function, with the report of a real round.
@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from pytest_tokrate.core.measure import EngineReport, StampedChunk
+from pytest_tokrate.core.sanity import MAX_TOKENS, TIME_SLACK_NS, check_round
 from pytest_tokrate.errors import ServerError
-from pytest_tokrate.measure import EngineReport, StampedChunk
-from pytest_tokrate.sanity import MAX_TOKENS, TIME_SLACK_NS, check_round
 
 OLLAMA = SimpleNamespace(name="ollama", url="http://gpu-box:11434")
 EMBEDDED = SimpleNamespace(name="embedded")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_tokrate.core.levels import LevelLayer, Levels, parse_levels, resolve_levels
 from pytest_tokrate.errors import UsageError
-from pytest_tokrate.levels import LevelLayer, Levels, parse_levels, resolve_levels
-from pytest_tokrate.markdown import md_escape, md_fence
-from pytest_tokrate.plots import _pareto
+from pytest_tokrate.reports.markdown import md_escape, md_fence
+from pytest_tokrate.reports.plots import _pareto
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,8 @@ from typing import Any
 
 from pytest_tokrate.backends.base import Request
 from pytest_tokrate.backends.llamacpp import FTYPE_NAMES, LlamaCppBackend
-from pytest_tokrate.measure import EngineReport, TextChunk
-from pytest_tokrate.models import ModelSpec, resolve_model
+from pytest_tokrate.backends.models import ModelSpec, resolve_model
+from pytest_tokrate.core.measure import EngineReport, TextChunk
 
 from .wire import gguf_value, human_number
 

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pytest_tokrate.backends.base import Message, Request
-from pytest_tokrate.measure import EngineReport, TextChunk
+from pytest_tokrate.core.measure import EngineReport, TextChunk
 
 from .engine import EngineHost, ModelEntry, canonical
 from .faults import FaultPlan

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_tokrate.backends.models import SMOLLM2_FILE, cache_dir, resolve_model, smollm2_path
 from pytest_tokrate.errors import ModelNotFoundError, UsageError
-from pytest_tokrate.models import SMOLLM2_FILE, cache_dir, resolve_model, smollm2_path
 
 
 def test_smollm2_alias_is_the_gguf_shipped_on_pypi(smollm2_gguf: Path) -> None:

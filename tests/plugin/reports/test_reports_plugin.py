@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pytest_tokrate.tokens import count_tokens
+from pytest_tokrate.core.tokens import count_tokens
 
 pytestmark = pytest.mark.e2e
 

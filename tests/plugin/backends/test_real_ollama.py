@@ -18,11 +18,11 @@ import httpx
 import pytest
 
 from pytest_tokrate.backends.base import Request
+from pytest_tokrate.backends.hosts import resolve_ollama_host
 from pytest_tokrate.backends.ollama import OllamaBackend
-from pytest_tokrate.config import RunSettings
+from pytest_tokrate.core.runner import Runner
+from pytest_tokrate.core.settings import RunSettings
 from pytest_tokrate.errors import ModelNotOnServer
-from pytest_tokrate.hosts import resolve_ollama_host
-from pytest_tokrate.runner import Runner
 
 pytestmark = pytest.mark.real_ollama
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from pytest_tokrate import baselines, cli
+from pytest_tokrate import cli
+from pytest_tokrate.gate import store as baselines
 
 TEST_FILE = """
 def test_demo(tokrate):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-WORKFLOW = Path(__file__).parents[2] / "examples" / "github-workflow.yml"
+WORKFLOW = Path(__file__).parents[3] / "examples" / "github-workflow.yml"
 
 
 def test_workflow_gates_pull_requests_and_keeps_the_reports(pytester: pytest.Pytester) -> None:

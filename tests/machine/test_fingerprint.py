@@ -9,8 +9,8 @@ import socket
 from types import SimpleNamespace
 from typing import Any
 
-from pytest_tokrate import fingerprint
-from pytest_tokrate.telemetry import GpuMonitor
+from pytest_tokrate.machine import fingerprint
+from pytest_tokrate.machine.telemetry import GpuMonitor
 
 
 def test_hardware_of_this_machine() -> None:

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from pytest_tokrate import calibration, compare, gate
-from pytest_tokrate.compare import GateSettings, compare_runs
+from pytest_tokrate.gate import judge as gate
+from pytest_tokrate.gate import rule as compare
+from pytest_tokrate.gate.rule import GateSettings, compare_runs
+from pytest_tokrate.machine import calibration
 
 Recorded = dict[str, dict[str, list[float]]]
 
@@ -132,8 +134,8 @@ def test_unusable_reference_values_are_ignored(bad: object) -> None:
 
 
 def test_each_round_gets_the_mean_of_the_probes_around_it() -> None:
-    from pytest_tokrate.measure import Sample
-    from pytest_tokrate.runner import with_machine_reference
+    from pytest_tokrate.core.measure import Sample
+    from pytest_tokrate.core.runner import with_machine_reference
 
     def sample(i: int) -> Sample:
         return Sample(

@@ -13,13 +13,13 @@ import pytest
 
 CORE = (
     "pytest_tokrate",
-    "pytest_tokrate.measure",
-    "pytest_tokrate.stats",
-    "pytest_tokrate.config",
-    "pytest_tokrate.runner",
-    "pytest_tokrate.result",
-    "pytest_tokrate.models",
-    "pytest_tokrate.report",
+    "pytest_tokrate.core.measure",
+    "pytest_tokrate.core.stats",
+    "pytest_tokrate.core.settings",
+    "pytest_tokrate.core.runner",
+    "pytest_tokrate.core.result",
+    "pytest_tokrate.backends.models",
+    "pytest_tokrate.reports.terminal",
 )
 # Heavy or optional libraries that must load only when a feature needs them.
 HEAVY = (

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pytest_tokrate.measure import EngineReport, RawRound, StampedChunk, derive_sample
+from pytest_tokrate.core.measure import EngineReport, RawRound, StampedChunk, derive_sample
 
 MS = 1_000_000  # nanoseconds per millisecond
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from pytest_tokrate import compare, gate
-from pytest_tokrate.compare import GateSettings, compare_pass_rate, speed_verdict
 from pytest_tokrate.errors import UsageError
+from pytest_tokrate.gate import judge as gate
+from pytest_tokrate.gate import rule as compare
+from pytest_tokrate.gate.rule import GateSettings, compare_pass_rate, speed_verdict
 
 # -- settings -------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pytest_tokrate.loadprobe import LoadSampler, LoadTrace
+from pytest_tokrate.machine.load import LoadSampler, LoadTrace
 
 needs_proc = pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="needs /proc/stat")
 
@@ -38,7 +38,7 @@ def test_sampler_sees_another_process_burning_cpu() -> None:
 
 WAIT_PROBE = """
 import os, subprocess, sys, time
-from pytest_tokrate.loadprobe import LoadSampler
+from pytest_tokrate.machine.load import LoadSampler
 os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, shared with the burner
 burn = "import time\\nend = time.time() + 1.5\\nwhile time.time() < end: pass\\n"
 sampler = LoadSampler(interval_s=0.1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 from pytest_tokrate.backends.base import ModelInfo
-from pytest_tokrate.measure import EngineReport, RawRound, StampedChunk, derive_sample
-from pytest_tokrate.report import terminal_lines
-from pytest_tokrate.result import Measurement
+from pytest_tokrate.core.measure import EngineReport, RawRound, StampedChunk, derive_sample
+from pytest_tokrate.core.result import Measurement
+from pytest_tokrate.reports.terminal import terminal_lines
 
 MS = 1_000_000
 

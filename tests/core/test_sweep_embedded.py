@@ -14,13 +14,13 @@ import pytest
 
 from pytest_tokrate.backends.base import Event, ModelInfo, Request
 from pytest_tokrate.backends.llamacpp import LlamaCppBackend
-from pytest_tokrate.config import Layer, RunSettings, resolve
+from pytest_tokrate.backends.models import resolve_model
+from pytest_tokrate.core.levels import Levels
+from pytest_tokrate.core.runner import Runner
+from pytest_tokrate.core.settings import Layer, RunSettings, resolve
+from pytest_tokrate.core.sweep import TTFT_NOTE, run_sweep
+from pytest_tokrate.core.tokens import count_tokens
 from pytest_tokrate.errors import UsageError
-from pytest_tokrate.levels import Levels
-from pytest_tokrate.models import resolve_model
-from pytest_tokrate.runner import Runner
-from pytest_tokrate.sweep import TTFT_NOTE, run_sweep
-from pytest_tokrate.tokens import count_tokens
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ with contextlib.suppress(ImportError):
     import matplotlib.figure
     import matplotlib.image  # noqa: F401
 
-    from pytest_tokrate.tokens import encoding
+    from pytest_tokrate.core.tokens import encoding
 
     encoding()
 

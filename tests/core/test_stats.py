@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from pytest_tokrate.stats import (
+from pytest_tokrate.core.stats import (
     Summary,
     bootstrap_ratio_ci,
     fisher_exact_less,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_tokrate import config
-from pytest_tokrate.config import (
+from pytest_tokrate.core import settings as config
+from pytest_tokrate.core.settings import (
     DEFAULT_OPTIONS,
     Layer,
     parse_choice,

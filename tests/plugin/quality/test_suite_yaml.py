@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_tokrate.checks import CHECK_TYPES
-from pytest_tokrate.result import FIGURES
-from pytest_tokrate.suite_load import SuiteError, load_suite, suite_schema
+from pytest_tokrate.core.result import FIGURES
+from pytest_tokrate.quality.checks import CHECK_TYPES
+from pytest_tokrate.quality.suite import SuiteError, load_suite, suite_schema
 
 MODEL = (
     "--tokrate-model=smollm2",
@@ -196,7 +196,7 @@ def test_every_problem_is_listed(tmp_path: Path) -> None:
 
 
 def test_example_suite_is_valid() -> None:
-    example = Path(__file__).parents[2] / "examples" / "tokrate_article.yaml"
+    example = Path(__file__).parents[3] / "examples" / "tokrate_article.yaml"
     cases = load_suite(example)
     assert [c.name for c in cases] == ["team_country", "club_facts_json", "match_report_long"]
     assert "Geelong Harbour Sharks" in (cases[0].prompt or "")

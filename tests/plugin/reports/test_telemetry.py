@@ -16,12 +16,12 @@ import pytest
 
 from pytest_tokrate.backends.base import Request
 from pytest_tokrate.backends.llamacpp import LlamaCppBackend
-from pytest_tokrate.config import Layer, resolve
-from pytest_tokrate.levels import Levels
-from pytest_tokrate.models import resolve_model
-from pytest_tokrate.runner import Runner
-from pytest_tokrate.sweep import run_sweep
-from pytest_tokrate.telemetry import GpuMonitor, default_monitor
+from pytest_tokrate.backends.models import resolve_model
+from pytest_tokrate.core.levels import Levels
+from pytest_tokrate.core.runner import Runner
+from pytest_tokrate.core.settings import Layer, resolve
+from pytest_tokrate.core.sweep import run_sweep
+from pytest_tokrate.machine.telemetry import GpuMonitor, default_monitor
 
 FAKE_NVML = '''
 """A FAKE pynvml (no NVIDIA GPU on the test machine): one 250 W device."""

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from pytest_tokrate import baselines
 from pytest_tokrate.errors import BaselineError
+from pytest_tokrate.gate import store as baselines
 
 
 def document(m: Any, test_id: str | None = None) -> dict[str, Any]:
@@ -83,8 +83,8 @@ def test_round_trip_of_a_real_measurement(tmp_path: Path, measurement: Any) -> N
 
 
 def test_quality_is_stored_as_passed_of_total(tmp_path: Path, measure: Any) -> None:
-    from pytest_tokrate.checks import parse_checks
-    from pytest_tokrate.quality import evaluate
+    from pytest_tokrate.quality.checks import parse_checks
+    from pytest_tokrate.quality.evaluate import evaluate
 
     m = measure("Say hello.", rounds=3)
     checks = parse_checks(
@@ -202,7 +202,7 @@ def test_killed_writer_leaves_no_half_file(tmp_path: Path) -> None:
         f"""
         import json, sys
         from pathlib import Path
-        from pytest_tokrate.baselines import write_atomic
+        from pytest_tokrate.gate.store import write_atomic
         target = Path({str(tmp_path)!r}) / "big.json"
         i = 0
         while True:
@@ -241,7 +241,7 @@ def test_unwritable_directory_is_a_clear_error(tmp_path: Path, measurement: Any)
 WRITER = """
 import json, sys, time
 from pathlib import Path
-from pytest_tokrate import baselines
+from pytest_tokrate.gate import store as baselines
 root, name, doc_file = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 doc = json.loads(Path(doc_file).read_text())
 with baselines.DirectoryLock(root):
@@ -288,7 +288,8 @@ def test_two_processes_updating_at_once(tmp_path: Path, measurement: Any) -> Non
 def test_lock_timeout_names_the_directory(tmp_path: Path) -> None:
     with baselines.DirectoryLock(tmp_path):
         script = (
-            "import sys; from pathlib import Path; from pytest_tokrate import baselines\n"
+            "import sys; from pathlib import Path\n"
+            "from pytest_tokrate.gate import store as baselines\n"
             "try:\n"
             f"    baselines.DirectoryLock(Path({str(tmp_path)!r}), timeout_s=0.3).__enter__()\n"
             "except baselines.BaselineError as e:\n"
