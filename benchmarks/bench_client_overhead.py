@@ -102,7 +102,7 @@ def main() -> int:
 
     from pytest_tokrate.backends.base import Request
     from pytest_tokrate.backends.ollama import OllamaBackend
-    from pytest_tokrate.runner import Runner
+    from pytest_tokrate.core.runner import Runner
 
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     pinned = len(cpus) >= 2

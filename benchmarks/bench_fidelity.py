@@ -30,9 +30,9 @@ from typing import Any
 
 from pytest_tokrate.backends.base import Request
 from pytest_tokrate.backends.llamacpp import LlamaCppBackend
-from pytest_tokrate.config import Layer, resolve
-from pytest_tokrate.models import resolve_model
-from pytest_tokrate.runner import Runner
+from pytest_tokrate.backends.models import resolve_model
+from pytest_tokrate.core.runner import Runner
+from pytest_tokrate.core.settings import Layer, resolve
 
 PROMPTS = (
     "Write a long story about a lighthouse keeper and a storm.",

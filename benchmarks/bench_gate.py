@@ -91,14 +91,14 @@ class Probes:
         return int(fields[8]) / os.sysconf("SC_CLK_TCK")
 
     def before(self) -> dict[str, float]:
-        from pytest_tokrate.loadprobe import wait_seconds
+        from pytest_tokrate.machine.load import wait_seconds
 
         self._wait, self._steal = wait_seconds() or 0.0, self.steal_s()
         self._t = time.perf_counter()
         return {}
 
     def after(self) -> dict[str, float]:
-        from pytest_tokrate.loadprobe import wait_seconds
+        from pytest_tokrate.machine.load import wait_seconds
 
         wall = time.perf_counter() - self._t
         return {
@@ -115,12 +115,13 @@ def record(
     long_prompt: bool,
     num_predict: int = 64,
 ) -> Path:
-    from pytest_tokrate import fingerprint, loadprobe
     from pytest_tokrate.backends.base import Request
     from pytest_tokrate.backends.llamacpp import LlamaCppBackend
-    from pytest_tokrate.config import Layer, resolve
-    from pytest_tokrate.models import resolve_model
-    from pytest_tokrate.runner import Runner
+    from pytest_tokrate.backends.models import resolve_model
+    from pytest_tokrate.core.runner import Runner
+    from pytest_tokrate.core.settings import Layer, resolve
+    from pytest_tokrate.machine import fingerprint
+    from pytest_tokrate.machine import load as loadprobe
 
     options: dict[str, Any] = {"num_predict": num_predict}
     if num_thread:
@@ -225,7 +226,7 @@ def _pb_fails(base_times: Sequence[float], cur_times: Sequence[float]) -> bool:
 def quiet_by_load(session: Session, start: int, n: int) -> bool:
     """The guard without the machine reference: other processes may use more than
     ``BUSY_CORES`` for at most ``BUSY_SHARE`` of the window's time."""
-    from pytest_tokrate.loadprobe import BUSY_CORES, BUSY_SHARE, LoadTrace
+    from pytest_tokrate.machine.load import BUSY_CORES, BUSY_SHARE, LoadTrace
 
     window = slice(start, start + n)
     trace = LoadTrace(
@@ -238,7 +239,7 @@ def quiet_by_load(session: Session, start: int, n: int) -> bool:
 def quiet_by_wait(session: Session, start: int, n: int) -> bool:
     """The guard with the machine reference: this process waited for a CPU at most
     ``WAIT_SHARE`` of the window's time."""
-    from pytest_tokrate.loadprobe import WAIT_SHARE
+    from pytest_tokrate.machine.load import WAIT_SHARE
 
     window = slice(start, start + n)
     secs, waits = session["seconds"][window], session["wait"][window]
@@ -269,8 +270,8 @@ def verdicts(
     calls them (without its bootstrap interval, which no verdict depends on). ``None``:
     our rules do not judge decode speed of answers this short (``compare.answer_tokens``).
     """
-    from pytest_tokrate.calibration import adjusted
-    from pytest_tokrate.compare import ALPHA, DECODE_METRICS, answer_tokens, speed_verdict
+    from pytest_tokrate.gate.rule import ALPHA, DECODE_METRICS, answer_tokens, speed_verdict
+    from pytest_tokrate.machine.calibration import adjusted
 
     higher = metric == "decode_tps"
     scale = factor if higher else 1 / factor
@@ -331,7 +332,7 @@ def _share(hits: int | None, total: int) -> float | str | None:
 
 
 def simulate(trials: int, seed: int) -> list[dict[str, Any]]:
-    from pytest_tokrate.compare import DEFAULT_TOLERANCES
+    from pytest_tokrate.gate.rule import DEFAULT_TOLERANCES
 
     data = sessions()
     rng = random.Random(seed)

@@ -6,11 +6,10 @@ Importing this package is cheap: engines, plotting and tokenizers load lazily.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from pytest_tokrate._version import __version__
+from pytest_tokrate.errors import (
     BackendUnavailable,
     BaselineError,
     CheckDefinitionError,
@@ -31,23 +30,23 @@ _LAZY: dict[str, str] = {
     "Message": "backends.base",
     "ModelInfo": "backends.base",
     "Request": "backends.base",
-    "EngineReport": "measure",
-    "Sample": "measure",
-    "TextChunk": "measure",
-    "Measurement": "result",
-    "Runner": "runner",
-    "Summary": "stats",
-    "SweepLevel": "sweep",
-    "SweepResult": "sweep",
+    "EngineReport": "core.measure",
+    "Sample": "core.measure",
+    "TextChunk": "core.measure",
+    "Measurement": "core.result",
+    "Runner": "core.runner",
+    "Summary": "core.stats",
+    "SweepLevel": "core.sweep_result",
+    "SweepResult": "core.sweep_result",
 }
 
 if TYPE_CHECKING:
-    from .backends.base import Backend, Message, ModelInfo, Request
-    from .measure import EngineReport, Sample, TextChunk
-    from .result import Measurement
-    from .runner import Runner
-    from .stats import Summary
-    from .sweep import SweepLevel, SweepResult
+    from pytest_tokrate.backends.base import Backend, Message, ModelInfo, Request
+    from pytest_tokrate.core.measure import EngineReport, Sample, TextChunk
+    from pytest_tokrate.core.result import Measurement
+    from pytest_tokrate.core.runner import Runner
+    from pytest_tokrate.core.stats import Summary
+    from pytest_tokrate.core.sweep_result import SweepLevel, SweepResult
 
 
 def __getattr__(name: str) -> Any:

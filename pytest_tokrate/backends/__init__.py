@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .base import Backend, Event, Message, ModelInfo, Request
+from pytest_tokrate.backends.base import Backend, Event, Message, ModelInfo, Request
 
 __all__ = ["Backend", "Event", "Message", "ModelInfo", "Request"]

@@ -1,8 +1,8 @@
 """The one interface every backend implements.
 
 A backend turns a :class:`Request` into a stream of events: zero or more
-:class:`~pytest_tokrate.measure.TextChunk` followed by exactly one
-:class:`~pytest_tokrate.measure.EngineReport`. It does not time anything: the runner
+:class:`~pytest_tokrate.core.measure.TextChunk` followed by exactly one
+:class:`~pytest_tokrate.core.measure.EngineReport`. It does not time anything: the runner
 stamps each event as it is yielded, so every backend is measured by the same clock.
 The request is sent when the iterator is first advanced.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ..measure import EngineReport, TextChunk
+from pytest_tokrate.core.measure import EngineReport, TextChunk
 
 Event = TextChunk | EngineReport
 
@@ -123,7 +123,7 @@ class Backend(Protocol):
 
     Optional: ``machine_reference(request) -> float | None``, the rate of a fixed
     reference workload timed now on the machine the engine runs on (see
-    ``backends/reference.py``); the runner calls it, untimed, before each measured round
+    ``machine/reference.py``); the runner calls it, untimed, before each measured round
     and once after the last.
     """
 

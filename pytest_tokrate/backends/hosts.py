@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from .errors import UsageError
+from pytest_tokrate.errors import UsageError
 
 OLLAMA_DEFAULT_PORT = 11434
 #: llama.cpp's ``llama-server`` listens on 8080 by default.

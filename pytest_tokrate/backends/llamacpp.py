@@ -14,92 +14,36 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
-import hashlib
 import json
 import os
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BackendUnavailable, InfrastructureError, UsageError
-from ..measure import EngineReport, TextChunk
-from ..models import ModelSpec
-from .base import Event, ModelInfo, Request
-
-# llama.cpp's enum llama_ftype -> the names `ollama show` uses for quantization levels.
-FTYPE_NAMES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
-    10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
-    16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S",
-    22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M",
-    28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0",
-}  # fmt: skip
-FTYPE_BY_NAME = {name: code for code, name in FTYPE_NAMES.items()}
-
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-_QUANTIZE_LOCK = threading.Lock()
+from pytest_tokrate.backends.base import Event, ModelInfo, Request
+from pytest_tokrate.backends.gguf import FTYPE_NAMES, file_digest, import_llama_cpp, quantize
+from pytest_tokrate.backends.models import ModelSpec
+from pytest_tokrate.core.measure import EngineReport, TextChunk
+from pytest_tokrate.errors import InfrastructureError, UsageError
 
 
-def _import_llama_cpp() -> Any:
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise BackendUnavailable(
-            f"the embedded engine needs llama-cpp-python, which cannot be imported ({exc}): "
-            'install it with `pip install "pytest-tokrate[embedded]"`.'
-        ) from None
-    return llama_cpp
+@dataclass
+class _Round:
+    """One request, resolved before its first token: the context it runs in, its prompt
+    tokens and how many of them the KV cache already holds, and how far it may go."""
 
-
-def file_digest(path: Path) -> str:
-    """sha256 of a model file, cached per (path, size, mtime) for the process."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _DIGESTS[key] = "sha256:" + h.hexdigest()
-    return _DIGESTS[key]
-
-
-def quantize(source: Path, target: Path, quant: str) -> Path:
-    """Requantise a GGUF file with llama.cpp (written to a temporary file, then renamed)."""
-    llama_cpp = _import_llama_cpp()
-    if quant not in FTYPE_BY_NAME:
-        raise UsageError(f"unknown quantization {quant!r}: use one of {', '.join(FTYPE_BY_NAME)}.")
-    with _QUANTIZE_LOCK:
-        if target.is_file():
-            return target
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot create the model cache directory {target.parent} ({exc.strerror}): "
-                "set TOKRATE_CACHE_DIR to a writable directory."
-            ) from None
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        params = llama_cpp.llama_model_quantize_default_params()
-        params.ftype = FTYPE_BY_NAME[quant]
-        params.allow_requantize = True
-        params.nthread = os.cpu_count() or 1
-        # llama.cpp logs every tensor it converts through llama-cpp-python's logger,
-        # which prints to sys.stderr: hundreds of lines in the user's terminal otherwise.
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-            code = llama_cpp.llama_model_quantize(
-                str(source).encode(), str(tmp).encode(), ctypes.byref(params)
-            )
-        if code != 0 or not tmp.is_file():
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise InfrastructureError(
-                f"llama.cpp could not requantize {source} to {quant} (code {code})."
-            )
-        os.replace(tmp, target)
-    return target
+    llm: Any
+    n_ctx: int
+    threads: int
+    tokens: list[int]
+    cached: int
+    limit: int
+    grammar: Any
+    stops: list[str]
+    load_ns: int | None
+    t_start: int
 
 
 class LlamaCppBackend:
@@ -113,7 +57,7 @@ class LlamaCppBackend:
         if spec.path is None:
             raise UsageError(f"model {spec.name!r} has no GGUF path.")
         self.spec = spec
-        self._llama_cpp = _import_llama_cpp()
+        self._llama_cpp = import_llama_cpp()
         if spec.quantize_to and spec.base_path and not spec.path.is_file():
             quantize(spec.base_path, spec.path, spec.quantize_to)
         self.path = spec.path
@@ -215,6 +159,12 @@ class LlamaCppBackend:
             yield from self._stream_locked(request)
 
     def _stream_locked(self, request: Request) -> Iterator[Event]:
+        round_ = self._prepare(request)
+        output_tokens, done_reason = yield from self._generate(round_, request.options)
+        yield self._report(round_, output_tokens, done_reason)
+
+    def _prepare(self, request: Request) -> _Round:
+        """Load the context, tokenize the prompt and set the cache, seed and grammar."""
         lc = self._llama_cpp
         opts = request.options
         n_ctx = _num_ctx(opts)
@@ -245,8 +195,25 @@ class LlamaCppBackend:
         grammar = _grammar(request.format)
         stops = [s for s in (opts.get("stop") or []) if s]
         lc.llama_perf_context_reset(llm._ctx.ctx)
+        return _Round(
+            llm=llm,
+            n_ctx=n_ctx,
+            threads=threads,
+            tokens=tokens,
+            cached=cached,
+            limit=limit,
+            grammar=grammar,
+            stops=stops,
+            load_ns=load_ns,
+            t_start=t_start,
+        )
+
+    def _generate(self, round_: _Round, opts: Any) -> Generator[TextChunk, None, tuple[int, str]]:
+        """Sample token by token, yielding the text; returns (tokens, done reason)."""
+        lc, llm, stops = self._llama_cpp, round_.llm, round_.stops
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         vocab = llm._model.vocab
+        # Local names: this loop runs once per token, inside the measured time.
         pieces, eog = self._pieces, self._eog
         n = 0
         pending = 0
@@ -255,17 +222,7 @@ class LlamaCppBackend:
         done_reason = "length"
         try:
             generator = llm.generate(
-                tokens,
-                temp=float(opts.get("temperature", 0.0)),
-                top_k=int(opts.get("top_k", 40)),
-                top_p=float(opts.get("top_p", 0.9)),
-                min_p=float(opts.get("min_p", 0.0)),
-                typical_p=float(opts.get("typical_p", 1.0)),
-                repeat_penalty=float(opts.get("repeat_penalty", 1.0)),
-                presence_penalty=float(opts.get("presence_penalty", 0.0)),
-                frequency_penalty=float(opts.get("frequency_penalty", 0.0)),
-                reset=True,
-                grammar=grammar,
+                round_.tokens, **_sampling(opts), reset=True, grammar=round_.grammar
             )
             for token in generator:
                 is_eog = eog.get(token)
@@ -288,7 +245,7 @@ class LlamaCppBackend:
                 if stop_hit:
                     done_reason = "stop"
                     break
-                if n >= limit:
+                if n >= round_.limit:
                     done_reason = "length"
                     break
             generator.close()
@@ -298,34 +255,39 @@ class LlamaCppBackend:
         tail = "" if stop_hit else held + decoder.decode(b"", final=True)
         if tail:
             yield TextChunk(tail, tokens=pending or None)
-        perf = lc.llama_perf_context(llm._ctx.ctx)
+        return n, done_reason
+
+    def _report(self, round_: _Round, output_tokens: int, done_reason: str) -> EngineReport:
+        """The round's figures from llama.cpp's own timers (``llama_perf_context``)."""
+        perf = self._llama_cpp.llama_perf_context(round_.llm._ctx.ctx)
         n_p_eval, n_eval = int(perf.n_p_eval), int(perf.n_eval)
         t_p_eval_ns = int(perf.t_p_eval_ms * 1e6)
         t_eval_ns = int(perf.t_eval_ms * 1e6)
-        processed = len(tokens) - cached
+        processed = len(round_.tokens) - round_.cached
         if processed == 1 and n_p_eval == 0:
             # A one-token prompt suffix is timed by llama.cpp as a decode step.
             n_p_eval, n_eval = 1, max(n_eval - 1, 0)
-        yield EngineReport(
-            output_tokens=n,
-            prompt_tokens=len(tokens),
+        return EngineReport(
+            output_tokens=output_tokens,
+            prompt_tokens=len(round_.tokens),
             prompt_tokens_processed=n_p_eval,
-            prompt_tokens_cached=cached,
+            prompt_tokens_cached=round_.cached,
             decode_tokens=n_eval,
             decode_ns=t_eval_ns if n_eval else None,
             prefill_ns=t_p_eval_ns if n_p_eval else None,
-            load_ns=load_ns,
-            total_ns=time.perf_counter_ns() - t_start,
+            load_ns=round_.load_ns,
+            total_ns=time.perf_counter_ns() - round_.t_start,
             done_reason=done_reason,
-            extra={"num_thread": threads, "num_ctx": n_ctx},
+            extra={"num_thread": round_.threads, "num_ctx": round_.n_ctx},
         )
 
     def machine_reference(self, request: Request) -> float | None:
-        """The machine reference's decode rate now (see :mod:`.reference`), with the
-        thread count the round will use; ``None`` when turned off or unavailable."""
+        """The machine reference's decode rate now (see
+        :mod:`pytest_tokrate.machine.reference`), with the thread count the round will use;
+        ``None`` when turned off or unavailable."""
         if not self.reference:
             return None
-        from .reference import shared
+        from pytest_tokrate.machine.reference import shared
 
         with self._lock:
             return shared(self._llama_cpp).tokens_per_second(_threads(request.options))
@@ -363,6 +325,20 @@ def _common_prefix(llm: Any, tokens: list[int]) -> int:
             break
         count += 1
     return min(count, max(len(tokens) - 1, 0))
+
+
+def _sampling(opts: Any) -> dict[str, Any]:
+    """The sampler settings of ``Llama.generate``, with llama.cpp's defaults where unset."""
+    return {
+        "temp": float(opts.get("temperature", 0.0)),
+        "top_k": int(opts.get("top_k", 40)),
+        "top_p": float(opts.get("top_p", 0.9)),
+        "min_p": float(opts.get("min_p", 0.0)),
+        "typical_p": float(opts.get("typical_p", 1.0)),
+        "repeat_penalty": float(opts.get("repeat_penalty", 1.0)),
+        "presence_penalty": float(opts.get("presence_penalty", 0.0)),
+        "frequency_penalty": float(opts.get("frequency_penalty", 0.0)),
+    }
 
 
 def _grammar(fmt: str | dict[str, Any] | None) -> Any:
@@ -407,4 +383,4 @@ def _size_label(params: int) -> str:
     return f"{params / 1e6:.0f}M"
 
 
-__all__ = ["FTYPE_NAMES", "LlamaCppBackend", "file_digest", "quantize"]
+__all__ = ["LlamaCppBackend"]

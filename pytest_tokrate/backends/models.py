@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelNotFoundError, UsageError
+from pytest_tokrate.errors import ModelNotFoundError, UsageError
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

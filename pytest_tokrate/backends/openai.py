@@ -22,15 +22,36 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import (
+from pytest_tokrate.backends.base import Event, ModelInfo, Request
+from pytest_tokrate.backends.hosts import resolve_openai_base
+from pytest_tokrate.backends.http import (
+    PROBE_TIMEOUT_S,
+    BusyRetry,
+    ServerBackend,
+    ServerOptions,
+    connection_limits,
+    discarded,
+    import_client,
+    reason,
+    request_timeout,
+)
+from pytest_tokrate.backends.openai_wire import (
+    StreamError,
+    StreamState,
+    count,
+    engine_report,
+    metric_problem,
+    request_body,
+)
+from pytest_tokrate.core.measure import EngineReport, TextChunk
+from pytest_tokrate.errors import (
     BackendUnavailable,
     InfrastructureError,
     ModelNotOnServer,
@@ -38,41 +59,12 @@ from ..errors import (
     ServerError,
     UsageError,
 )
-from ..hosts import resolve_openai_base
-from ..measure import EngineReport, TextChunk
-from .base import Event, ModelInfo, Request
-from .ollama import DEFAULT_BACKOFF_S, DEFAULT_BUSY_RETRIES, MAX_PARALLEL, backoff_delays
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python 3.11+; annotations are never evaluated at run time
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: Our option names -> OpenAI request fields (sent whenever set).
-STANDARD_OPTIONS = {
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "seed": "seed",
-    "stop": "stop",
-    "presence_penalty": "presence_penalty",
-    "frequency_penalty": "frequency_penalty",
-}
-#: Sampling options llama.cpp and vLLM accept beyond the OpenAI set (sent only when set).
-EXTENDED_OPTIONS = ("top_k", "min_p", "typical_p", "repeat_penalty", "repeat_last_n")
 _RETRY_STATUSES = (429, 503)
-#: Numeric fields of the final events, checked before any figure is taken from them.
-_METRIC_KEYS = {
-    "usage": ("completion_tokens", "prompt_tokens", "total_tokens"),
-    "timings": ("prompt_n", "prompt_ms", "predicted_n", "predicted_ms", "cache_n"),
-}
-_PROBE_TIMEOUT_S = 10.0
-
-
-def _import_httpx() -> Any:
-    try:
-        import httpx
-    except ImportError as exc:
-        raise BackendUnavailable(
-            f"the OpenAI-compatible backend needs httpx ({exc}): install it with "
-            '`pip install "pytest-tokrate[openai]"`.'
-        ) from None
-    return httpx
 
 
 def read_api_key(env_name: str | None, environ: Mapping[str, str] | None = None) -> str | None:
@@ -95,12 +87,10 @@ def read_api_key(env_name: str | None, environ: Mapping[str, str] | None = None)
     return value.strip()
 
 
-class OpenAIBackend:
+class OpenAIBackend(ServerBackend):
     """Streams chat completions from an OpenAI-compatible server; thread-safe."""
 
     name = "openai"
-    max_parallel = MAX_PARALLEL
-    cache_busting = "nonce-prefix"
 
     def __init__(
         self,
@@ -108,33 +98,28 @@ class OpenAIBackend:
         host: str | None = None,
         api_key_env: str | None = None,
         *,
-        server_settings: Mapping[str, object] | None = None,
-        busy_retries: int = DEFAULT_BUSY_RETRIES,
-        backoff_s: float = DEFAULT_BACKOFF_S,
         environ: Mapping[str, str] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        **options: Unpack[ServerOptions],
     ) -> None:
         if not model or not model.strip():
             raise UsageError("model name is empty: pass --tokrate-model=NAME.")
-        self.model = model
         self.base, self.base_source = resolve_openai_base(host, environ)
-        self.url = self.base.url
+        super().__init__(model, (self.base, self.base_source), **options)
         self.api_key_env = api_key_env.strip() if api_key_env else None
         key = read_api_key(api_key_env, environ)
         self._redact_values = [key] if key else []
-        self.server_settings = dict(sorted((server_settings or {}).items()))
-        self.busy_retries = busy_retries
-        self.backoff_s = backoff_s
-        self._sleep = sleep
-        httpx = self._httpx = _import_httpx()
+        (httpx,) = import_client(
+            "httpx", backend="OpenAI-compatible backend", package="httpx", extra="openai"
+        )
+        self._httpx = httpx
         headers = {"Accept": "text/event-stream, application/json"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
         self._http = httpx.Client(
             base_url=self.url,
             headers=headers,
-            timeout=httpx.Timeout(120.0, connect=_PROBE_TIMEOUT_S),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=MAX_PARALLEL),
+            timeout=request_timeout(httpx, 120.0),
+            limits=connection_limits(httpx),
             follow_redirects=True,
         )
         self._lock = threading.Lock()
@@ -146,7 +131,7 @@ class OpenAIBackend:
         import importlib.util
 
         if importlib.util.find_spec("tiktoken") is not None:
-            from ..tokens import encoding
+            from pytest_tokrate.core.tokens import encoding
 
             encoding()
 
@@ -158,11 +143,10 @@ class OpenAIBackend:
         return text
 
     def _unreachable(self, exc: BaseException) -> BackendUnavailable:
-        where = "" if self.base_source == "--tokrate-host" else f", address from {self.base_source}"
         return BackendUnavailable(
             f"the OpenAI-compatible server at {self.url} is not reachable "
-            f"({self._redact(_reason(exc))}{where}): start it (e.g. `llama-server -m model.gguf`) "
-            "or set --tokrate-host to its base URL."
+            f"({self._redact(reason(exc))}{self._address_note()}): start it (e.g. "
+            "`llama-server -m model.gguf`) or set --tokrate-host to its base URL."
         )
 
     def _auth_error(self, status: int, message: str) -> BackendUnavailable:
@@ -178,7 +162,7 @@ class OpenAIBackend:
         """GET {base}/models: reachability, the API key, and the model's entry if listed."""
         httpx = self._httpx
         try:
-            response = self._http.get("/models", timeout=_PROBE_TIMEOUT_S)
+            response = self._http.get("/models", timeout=PROBE_TIMEOUT_S)
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
         if response.status_code in (401, 403):
@@ -205,110 +189,80 @@ class OpenAIBackend:
             message = message[:300] + "..."
         return self._redact(message)
 
-    def _body(self, request: Request) -> tuple[str, dict[str, Any], list[str]]:
-        options = dict(request.options)
-        body: dict[str, Any] = {"model": self.model, "stream": True}
-        body["stream_options"] = {"include_usage": True}
-        if request.raw:
-            nonce = request.system_with_nonce(apply_nonce=True)
-            prompt = request.prompt or ""
-            body["prompt"] = f"{nonce}\n{prompt}" if nonce else prompt
-            path = "/completions"
-        else:
-            body["messages"] = request.chat_messages(apply_nonce=True)
-            path = "/chat/completions"
-        num_predict = options.pop("num_predict", None)
-        if isinstance(num_predict, int) and num_predict > 0:
-            body["max_tokens"] = num_predict
-        for key, field in STANDARD_OPTIONS.items():
-            if key in options:
-                body[field] = options.pop(key)
-        for key in EXTENDED_OPTIONS:
-            if key in options:
-                body[key] = options.pop(key)
-        if request.format == "json":
-            body["response_format"] = {"type": "json_object"}
-        elif isinstance(request.format, dict):
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": request.format, "strict": True},
-            }
-        return path, body, sorted(options)
-
     # -- streaming --------------------------------------------------------------------
 
     def stream(self, request: Request) -> Iterator[Event]:
-        httpx = self._httpx
-        path, body, ignored = self._body(request)
-        timeout = httpx.Timeout(request.timeout_s, connect=min(request.timeout_s, _PROBE_TIMEOUT_S))
-        received = 0
-        retries = 0
-        delays = backoff_delays(self.busy_retries, self.backoff_s)
+        path, body, ignored = request_body(self.model, request)
+        timeout = request_timeout(self._httpx, request.timeout_s)
+        # Retries happen only before the first event is read, so one state serves them all.
+        state = StreamState()
+        retry = self._busy_retry()
         try:
             while True:
                 with self._http.stream("POST", path, json=body, timeout=timeout) as response:
                     status = response.status_code
-                    if status in _RETRY_STATUSES and retries < len(delays):
+                    if status in _RETRY_STATUSES and retry.left():
                         response.read()
-                        self._sleep(delays[retries])
-                        retries += 1
+                        retry.wait()
                         continue
                     if status != 200:
-                        raise self._status_error(status, self._body_message(response), retries)
-                    state = _StreamState()
-                    chunk = TextChunk
-                    redact = bool(self._redact_values)
-                    # httpx's timeout is per read: a server that keeps the connection busy
-                    # with lines that carry no text would otherwise hold the test for ever.
-                    deadline = time.monotonic() + request.timeout_s
-                    for line in response.iter_lines():
-                        # Blank separators, "event:" and ": keep-alive" lines carry nothing.
-                        if line.startswith("data:"):
-                            payload = line[5:].strip()
-                            if payload == "[DONE]":
-                                state.done = True
-                                break
-                            text = state.feed(json.loads(payload))
-                            if text:
-                                received += 1
-                                # A server that echoes the key into the answer must not
-                                # put it in results and reports.
-                                yield chunk(self._redact(text) if redact else text)
-                                continue
-                        if time.monotonic() > deadline:
-                            raise self._idle_timeout(request.timeout_s, received)
+                        raise self._status_error(status, self._body_message(response), retry)
+                    yield from self._chunks(response, state, request.timeout_s)
                     if not state.done and state.finish_reason is None:
                         raise ServerError(
-                            f"the stream from {self.url} ended after {received} chunks without a "
-                            "finish_reason or [DONE] (connection closed early?): the partial "
-                            "round was discarded."
+                            f"the stream from {self.url} ended after {state.received} chunks "
+                            "without a finish_reason or [DONE] (connection closed early?): the "
+                            "partial round was discarded."
                         )
-                    yield self._report(state, ignored, retries)
+                    yield self._report(state, ignored, retry.count)
                     return
         except InfrastructureError:
             raise
-        except _StreamError as exc:
+        except StreamError as exc:
             raise ServerError(
                 f"the server at {self.url} reported an error in the middle of the stream after "
-                f"{received} chunks: {self._redact(str(exc))!r}: "
-                + _discarded(received)
+                f"{state.received} chunks: {self._redact(str(exc))!r}: "
+                + discarded(state.received)
                 + ". Check the server log."
             ) from None
         except Exception as exc:
-            error = self._map_error(exc, received, request.timeout_s)
+            error = self._map_error(exc, state.received, request.timeout_s)
             if error is None:
                 raise
             raise error from None
+
+    def _chunks(self, response: Any, state: StreamState, timeout_s: float) -> Iterator[TextChunk]:
+        """The text of the events on ``response``, until ``[DONE]`` or the stream's end."""
+        chunk = TextChunk
+        redact = bool(self._redact_values)
+        # httpx's timeout is per read: a server that keeps the connection busy with lines
+        # that carry no text would otherwise hold the test for ever.
+        deadline = time.monotonic() + timeout_s
+        for line in response.iter_lines():
+            # Blank separators, "event:" and ": keep-alive" lines carry nothing.
+            if line.startswith("data:"):
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    state.done = True
+                    return
+                text = state.feed(json.loads(payload))
+                if text:
+                    # A server that echoes the key into the answer must not put it in
+                    # results and reports.
+                    yield chunk(self._redact(text) if redact else text)
+                    continue
+            if time.monotonic() > deadline:
+                raise self._idle_timeout(timeout_s, state.received)
 
     def _idle_timeout(self, timeout_s: float, received: int) -> RequestTimeout:
         return RequestTimeout(
             f"no text from {self.url} within the {timeout_s:g} s request timeout (the server "
             f"kept sending lines without text, after {received} chunks): "
-            f"{_discarded(received)}. Raise --tokrate-timeout, lower num_predict, or check the "
+            f"{discarded(received)}. Raise --tokrate-timeout, lower num_predict, or check the "
             "server's load."
         )
 
-    def _status_error(self, status: int, message: str, retries: int) -> InfrastructureError:
+    def _status_error(self, status: int, message: str, retry: BusyRetry) -> InfrastructureError:
         if status in (401, 403):
             return self._auth_error(status, message)
         if status == 404:
@@ -317,11 +271,10 @@ class OpenAIBackend:
                 f"on the server, or pick one listed by GET {self.url}/models."
             )
         if status in _RETRY_STATUSES:
-            waited = sum(backoff_delays(retries, self.backoff_s))
             return ServerError(
-                f"the server at {self.url} stayed busy (HTTP {status}: {message}) after "
-                f"{retries} retries over {waited:.1f} s: the round was discarded. Send fewer "
-                "concurrent requests or raise --tokrate-busy-retries."
+                f"the server at {self.url} stayed busy (HTTP {status}: {message}) "
+                f"{retry.spent()}: the round was discarded. Send fewer concurrent requests or "
+                "raise --tokrate-busy-retries."
             )
         return ServerError(
             f"the server at {self.url} answered HTTP {status}: {message!r}: the round was "
@@ -337,35 +290,36 @@ class OpenAIBackend:
         self, exc: Exception, received: int, timeout_s: float
     ) -> InfrastructureError | None:
         httpx = self._httpx
-        discarded = _discarded(received)
+        lost = discarded(received)
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
             return self._unreachable(exc)
         if isinstance(exc, httpx.TimeoutException):
             return RequestTimeout(
                 f"no answer from {self.url} within the {timeout_s:g} s request timeout "
-                f"({_reason(exc)}, after {received} chunks): {discarded}. Raise "
+                f"({reason(exc)}, after {received} chunks): {lost}. Raise "
                 "--tokrate-timeout, lower num_predict, or check the server's load."
             )
         if isinstance(exc, httpx.TransportError):
             return ServerError(
                 f"the connection to {self.url} dropped after {received} chunks "
-                f"({self._redact(_reason(exc))}): {discarded}. Check that the server is still "
+                f"({self._redact(reason(exc))}): {lost}. Check that the server is still "
                 "running."
             )
         # RecursionError: a line nested 10^5 deep; OverflowError: a number too big to use.
         unreadable = (ValueError, TypeError, AttributeError, KeyError, IndexError)
         if isinstance(exc, (*unreadable, RecursionError, OverflowError)):
-            what = exc.msg if isinstance(exc, json.JSONDecodeError) else _reason(exc)
+            what = exc.msg if isinstance(exc, json.JSONDecodeError) else reason(exc)
             return ServerError(
                 f"the server at {self.url} sent an event that is not a valid chat completion "
-                f"chunk after {received} chunks ({self._redact(what)}): {discarded}. Is the "
+                f"chunk after {received} chunks ({self._redact(what)}): {lost}. Is the "
                 "address an OpenAI-compatible server?"
             )
         return None
 
-    def _report(self, state: _StreamState, ignored: list[str], retries: int) -> EngineReport:
-        usage, timings = state.usage or {}, state.timings or {}
-        self._check_metrics(usage, timings)
+    def _report(self, state: StreamState, ignored: list[str], retries: int) -> EngineReport:
+        problem = metric_problem(state.usage or {}, state.timings or {})
+        if problem is not None:
+            raise self._bad_metric(*problem)
         extra: dict[str, Any] = {}
         if ignored:
             extra["ignored_options"] = ignored
@@ -374,72 +328,7 @@ class OpenAIBackend:
         if state.fingerprint:
             with self._lock:
                 self._fingerprint = self._redact(state.fingerprint)
-        estimated = False
-        prompt_cached = _count(_dig(usage, "prompt_tokens_details", "cached_tokens"))
-        if timings and _count(timings.get("predicted_n")) is not None:
-            source = "timings"
-            output = _count(usage.get("completion_tokens"))
-            decode_tokens = _count(timings.get("predicted_n"))
-            processed = _count(timings.get("prompt_n"))
-            cached = _count(timings.get("cache_n"))
-            prompt = _count(usage.get("prompt_tokens"))
-            if prompt is None and processed is not None:
-                prompt = processed + (cached or 0)
-            output = output if output is not None else decode_tokens
-            decode_ns = _ns(timings.get("predicted_ms"))
-            prefill_ns = _ns(timings.get("prompt_ms"))
-            prompt_cached = cached if cached is not None else prompt_cached
-        elif usage and _count(usage.get("completion_tokens")) is not None:
-            source = "usage"
-            output = decode_tokens = _count(usage.get("completion_tokens"))
-            prompt = _count(usage.get("prompt_tokens"))
-            processed = (
-                prompt - prompt_cached if prompt is not None and prompt_cached is not None else None
-            )
-            decode_ns = prefill_ns = None
-        else:
-            from ..tokens import count_tokens
-
-            output = decode_tokens = count_tokens(state.text())
-            source = "tiktoken-estimate" if output is not None else "none"
-            estimated = output is not None
-            prompt = processed = decode_ns = prefill_ns = None
-        extra["token_source"] = source
-        return EngineReport(
-            output_tokens=output,
-            prompt_tokens=prompt,
-            prompt_tokens_processed=processed,
-            prompt_tokens_cached=prompt_cached,
-            decode_tokens=decode_tokens,
-            decode_ns=decode_ns,
-            prefill_ns=prefill_ns,
-            done_reason=state.finish_reason,
-            token_count_estimated=estimated,
-            extra=extra,
-        )
-
-    def _check_metrics(self, usage: Any, timings: Any) -> None:
-        """Refuse counts and timers that cannot be true (wrong type, negative, not finite),
-        instead of dropping them and silently measuring from another source."""
-        for section, values in (("usage", usage), ("timings", timings)):
-            if not isinstance(values, dict):
-                raise self._bad_metric(f"{section}={values!r}", "not a JSON object")
-            for key in _METRIC_KEYS[section]:
-                value = values.get(key)
-                if value is None:
-                    continue
-                shown = f"{section}.{key}={value!r}"
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise self._bad_metric(shown, "not a number")
-                if not math.isfinite(value) or value < 0:
-                    raise self._bad_metric(shown, "not a finite number >= 0")
-        predicted_n = _count(timings.get("predicted_n"))
-        if predicted_n is not None and predicted_n >= 2 and not _ns(timings.get("predicted_ms")):
-            raise self._bad_metric(
-                f"timings.predicted_n={predicted_n} with timings.predicted_ms="
-                f"{timings.get('predicted_ms')!r}",
-                "generated tokens take time, so the decode rate cannot be computed",
-            )
+        return engine_report(state, extra)
 
     def _bad_metric(self, shown: str, why: str) -> ServerError:
         return ServerError(
@@ -459,10 +348,10 @@ class OpenAIBackend:
         return ModelInfo(
             name=self.model,
             backend=self.name,
-            parameter_count=_count(meta.get("n_params")),
-            context_length=_count(meta.get("n_ctx_train")),
-            embedding_length=_count(meta.get("n_embd")),
-            size_bytes=_count(meta.get("size")),
+            parameter_count=count(meta.get("n_params")),
+            context_length=count(meta.get("n_ctx_train")),
+            embedding_length=count(meta.get("n_embd")),
+            size_bytes=count(meta.get("size")),
             server_version=fingerprint,
             engine_version=fingerprint,
             extra={
@@ -478,87 +367,9 @@ class OpenAIBackend:
             self._http.close()
 
 
-class _StreamError(Exception):
-    """An ``{"error": ...}`` event inside the stream."""
-
-
-class _StreamState:
-    """What the events of one stream said, beyond the text."""
-
-    __slots__ = ("done", "fingerprint", "finish_reason", "parts", "timings", "usage")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.finish_reason: str | None = None
-        self.usage: dict[str, Any] | None = None
-        self.timings: dict[str, Any] | None = None
-        self.fingerprint: str | None = None
-        self.parts: list[str] = []
-
-    def feed(self, event: dict[str, Any]) -> str | None:
-        """Take one decoded event; returns its text, if any."""
-        if "error" in event:
-            err = event["error"]
-            raise _StreamError(err.get("message", err) if isinstance(err, dict) else err)
-        if event.get("usage"):
-            self.usage = event["usage"]
-        if event.get("timings"):
-            self.timings = event["timings"]
-        if self.fingerprint is None and event.get("system_fingerprint"):
-            self.fingerprint = str(event["system_fingerprint"])
-        choices = event["choices"]
-        if not choices:
-            return None
-        choice = choices[0]
-        if choice.get("finish_reason"):
-            self.finish_reason = choice["finish_reason"]
-        delta = choice.get("delta")
-        text = delta.get("content") if delta is not None else choice.get("text")
-        if text:
-            self.parts.append(text)
-            return str(text)
-        return None
-
-    def text(self) -> str:
-        return "".join(self.parts)
-
-
-def _dig(mapping: Mapping[str, Any], *keys: str) -> Any:
-    value: Any = mapping
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _count(value: object) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        return None
-    return int(value) if math.isfinite(value) else None
-
-
-def _ns(ms: object) -> int | None:
-    if isinstance(ms, bool) or not isinstance(ms, (int, float)) or ms <= 0:
-        return None
-    return int(ms * 1e6) if math.isfinite(ms) else None
-
-
 def _redacted_str(redact: Callable[[str], str], value: object) -> str | None:
     """A server-supplied label as text, with any secret taken out."""
     return None if value is None else redact(str(value))
-
-
-def _discarded(received: int) -> str:
-    if received:
-        return f"the partial round ({received} chunks) was discarded"
-    return "the round was discarded"
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    name = type(exc).__name__
-    return f"{name}: {text}" if text else name
 
 
 __all__ = ["OpenAIBackend", "read_api_key"]

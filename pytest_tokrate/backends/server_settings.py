@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from .errors import UsageError
+from pytest_tokrate.core.settings import did_you_mean, parse_pair_lines, split_pair
+from pytest_tokrate.errors import UsageError
 
 _FLASH = {
     "auto": "auto", "": "auto",
@@ -81,19 +82,11 @@ KNOWN: dict[str, Callable[[str, str], object]] = {
 
 def parse_server_setting(text: str, source: str = "--tokrate-server-setting") -> tuple[str, object]:
     """``KEY=VALUE`` -> the normalised pair; :class:`UsageError` names the bad value."""
-    if "=" not in text:
-        raise UsageError(
-            f"{source}: invalid value {text!r}: expected KEY=VALUE, e.g. kv_cache_type=q8_0."
-        )
-    raw_key, _, value = text.partition("=")
-    raw_key = raw_key.strip()
+    raw_key, value = split_pair(text, source, "kv_cache_type=q8_0")
     key = ENV_NAMES.get(raw_key.upper(), raw_key.lower())
     parse = KNOWN.get(key, _text if key.startswith("x_") and len(key) > 2 else None)
     if parse is None:
-        import difflib
-
-        close = difflib.get_close_matches(key, [*KNOWN, *ENV_NAMES], n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(key, [*KNOWN, *ENV_NAMES])
         raise UsageError(
             f"{source}: unknown server setting {raw_key!r}.{hint} Known: "
             + ", ".join(sorted(KNOWN))
@@ -110,14 +103,7 @@ def parse_server_setting(text: str, source: str = "--tokrate-server-setting") ->
 
 def parse_server_settings(items: Iterable[str], source: str) -> dict[str, object]:
     """Several ``KEY=VALUE`` items (blank lines and ``#`` comments skipped); later wins."""
-    out: dict[str, object] = {}
-    for item in items:
-        item = item.strip()
-        if not item or item.startswith("#"):
-            continue
-        key, value = parse_server_setting(item, source)
-        out[key] = value
-    return out
+    return parse_pair_lines(items, source, parse_server_setting)
 
 
 __all__ = ["ENV_NAMES", "KNOWN", "parse_server_setting", "parse_server_settings"]

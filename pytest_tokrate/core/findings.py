@@ -1,6 +1,6 @@
 """Findings about a measurement (quality bar, regression gate) and how they fail a test.
 
-A *judge* looks at one :class:`~pytest_tokrate.result.Measurement` after the test body
+A *judge* looks at one :class:`~pytest_tokrate.core.result.Measurement` after the test body
 ran and returns :class:`Finding` objects. The glue fails the test item when any finding
 has severity ``"fail"``, and shows ``"warn"`` findings as warnings. Pure: no pytest.
 """
@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .result import Measurement
+from pytest_tokrate.core.result import Measurement
 
 #: "skip" marks the test skipped after its body ran (a baseline that is not comparable).
 SEVERITIES = ("fail", "skip", "warn", "info")

@@ -10,10 +10,11 @@ marker, or ini): each item of a parametrized sweep runs exactly its own level.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
 
-from .errors import UsageError
+from pytest_tokrate.core.settings import Setting, resolve_layers
+from pytest_tokrate.errors import UsageError
 
 #: Marker keyword arguments that configure sweeps.
 SWEEP_MARKER_KEYS = frozenset({"concurrency", "gen_lengths", "prompt_lengths", "requests"})
@@ -145,24 +146,23 @@ class Levels(NamedTuple):
         return rounds if concurrency == 1 else max(rounds, 2 * concurrency)
 
 
+def _levels_of(kind: str) -> Callable[[str, object], tuple[int, ...]]:
+    return lambda setting, value: parse_levels(setting, value, kind)
+
+
+_LEVEL_SETTINGS: tuple[Setting[Any], ...] = (
+    Setting("concurrency", (1,), _levels_of("concurrency")),
+    Setting("gen_lengths", (None,), _levels_of("gen_lengths")),
+    Setting("prompt_lengths", (None,), _levels_of("prompt_lengths")),
+    Setting("requests", None, parse_requests),
+)
+
+
 def resolve_levels(layers: Iterable[LevelLayer]) -> Levels:
     """Merge layers given from lowest to highest precedence, validating each value."""
-    concurrency: tuple[int, ...] = (1,)
-    gen: tuple[int | None, ...] = (None,)
-    prompt: tuple[int | None, ...] = (None,)
-    requests: int | None = None
-    for layer in layers:
-        if layer.concurrency is not None:
-            concurrency = parse_levels(f"{layer.source} concurrency", layer.concurrency)
-        if layer.gen_lengths is not None:
-            gen = parse_levels(f"{layer.source} gen_lengths", layer.gen_lengths, "gen_lengths")
-        if layer.prompt_lengths is not None:
-            prompt = parse_levels(
-                f"{layer.source} prompt_lengths", layer.prompt_lengths, "prompt_lengths"
-            )
-        if layer.requests is not None:
-            requests = parse_requests(f"{layer.source} requests", layer.requests)
-    return Levels(concurrency, gen, prompt, requests)
+    # The settings are named as the fields of Levels.
+    resolved = resolve_layers(layers, _LEVEL_SETTINGS)
+    return Levels(**{name: sourced.value for name, sourced in resolved.items()})
 
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 The prompt is preceded by neutral, deterministic background notes (no sentence repeats, so
 no prefix cache can shortcut them) until the whole is the requested number of cl100k_base
-tokens, the common yardstick of :mod:`pytest_tokrate.tokens`. The engine's own prompt
+tokens, the common yardstick of :mod:`pytest_tokrate.core.tokens`. The engine's own prompt
 token count differs by tokenizer; sweeps report it beside the requested length.
 """
 
@@ -27,7 +27,7 @@ def filler(sentences: int) -> str:
 def prompt_of_length(prompt: str, target_tokens: int) -> str:
     """``prompt`` preceded by background text so the whole is about ``target_tokens``
     cl100k_base tokens (about 4 characters per token when no encoding can load)."""
-    from .tokens import encoding
+    from pytest_tokrate.core.tokens import encoding
 
     enc = encoding()
     question = f"\n\nIgnore the notes above. {prompt}"

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from .backends.base import ModelInfo
-from .measure import Sample
-from .stats import Summary
+from pytest_tokrate.backends.base import ModelInfo
+from pytest_tokrate.core.measure import Sample
+from pytest_tokrate.core.stats import Summary
 
 
 def _float(x: int | None) -> float | None:
@@ -46,7 +46,7 @@ FIGURES: dict[str, tuple[Callable[[Sample], float | None], str, bool]] = {
 class Measurement:
     """Samples of the measured rounds of one prompt on one model, and their summaries.
 
-    Each figure in :data:`FIGURES` is available as a :class:`~pytest_tokrate.stats.Summary`
+    Each figure in :data:`FIGURES` is available as a :class:`~pytest_tokrate.core.stats.Summary`
     attribute: ``r.decode_tps.median``, ``r.ttft.p90``, ``r.e2e.ci95`` ...
     Times are in seconds, rates in tokens per second.
     """

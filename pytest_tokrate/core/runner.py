@@ -13,14 +13,21 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any, Protocol
 
-from . import __version__
-from .backends.base import Backend, Request
-from .calibration import REFERENCE
-from .config import RunSettings
-from .errors import InfrastructureError, RequestTimeout, ServerError
-from .measure import EngineReport, RawRound, Sample, StampedChunk, TextChunk, derive_sample
-from .result import Measurement
-from .sanity import check_round
+from pytest_tokrate._version import __version__
+from pytest_tokrate.backends.base import Backend, Request
+from pytest_tokrate.core.measure import (
+    EngineReport,
+    RawRound,
+    Sample,
+    StampedChunk,
+    TextChunk,
+    derive_sample,
+)
+from pytest_tokrate.core.result import Measurement
+from pytest_tokrate.core.sanity import check_round
+from pytest_tokrate.core.settings import RunSettings
+from pytest_tokrate.errors import InfrastructureError, RequestTimeout, ServerError
+from pytest_tokrate.machine.calibration import REFERENCE
 
 Clock = Callable[[], int]
 #: Calls ``one_round`` ``rounds`` times, each after ``setup`` when there is one (the
@@ -48,7 +55,7 @@ def with_normalized_counts(samples: Sequence[Sample]) -> list[Sample]:
 
     Leaves ``normalized_tokens`` empty (and warns once) when the encoding cannot load.
     """
-    from .tokens import count_tokens
+    from pytest_tokrate.core.tokens import count_tokens
 
     out = []
     for s in samples:
@@ -101,7 +108,7 @@ class Runner:
     def monitor(self) -> Monitor:
         """GPU telemetry during measured rounds (the process-wide NVML monitor by default)."""
         if self._monitor is None:
-            from .telemetry import default_monitor
+            from pytest_tokrate.machine.telemetry import default_monitor
 
             self._monitor = default_monitor()
         return self._monitor

@@ -28,8 +28,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import ServerError
-from .measure import EngineReport, StampedChunk
+from pytest_tokrate.core.measure import EngineReport, StampedChunk
+from pytest_tokrate.errors import ServerError
 
 #: No model has a context anywhere near this many tokens.
 MAX_TOKENS = 1_000_000_000
@@ -159,7 +159,7 @@ def check_round(
 
 def empty_answer_judge(measurement: Any, context: Any) -> list[Any]:
     """Fail a measurement whose every round produced no text; warn when some did not."""
-    from .verdict import Finding
+    from pytest_tokrate.core.findings import Finding
 
     samples = measurement.samples
     empty = [s for s in samples if not s.text]

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
-from .errors import UsageError
+from pytest_tokrate.errors import UsageError
 
 BACKENDS = ("auto", "embedded", "ollama", "openai")
 CACHE_MODES = ("bust", "allow")
@@ -159,10 +159,7 @@ def validate_options(options: Mapping[str, Any], source: str = "options") -> dic
     out: dict[str, Any] = {}
     for key, value in options.items():
         if key not in KNOWN_OPTIONS:
-            import difflib  # only on this error path: keeps plugin start-up cheap
-
-            close = difflib.get_close_matches(str(key), KNOWN_OPTIONS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(key), KNOWN_OPTIONS)
             raise UsageError(
                 f"{source}: unknown generation option {key!r}.{hint} Known options: "
                 + ", ".join(sorted(KNOWN_OPTIONS))
@@ -172,14 +169,44 @@ def validate_options(options: Mapping[str, Any], source: str = "options") -> dic
     return out
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the closest of ``choices``, or ``""``."""
+    import difflib  # only on error paths: keeps plugin start-up cheap
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def split_pair(text: str, source: str, example: str) -> tuple[str, str]:
+    """``KEY=VALUE`` -> ``(key, value)``: the key stripped, the value as given (each
+    caller reads it its own way). ``example`` is a valid pair shown when ``=`` is missing."""
+    if "=" not in text:
+        raise UsageError(f"{source}: invalid value {text!r}: expected KEY=VALUE, e.g. {example}.")
+    key, _, value = text.partition("=")
+    return key.strip(), value
+
+
+_Value = TypeVar("_Value")
+
+
+def parse_pair_lines(
+    lines: Iterable[str], source: str, parse_pair: Callable[[str, str], tuple[str, _Value]]
+) -> dict[str, _Value]:
+    """Several ``KEY=VALUE`` lines (an ini list): blank lines and ``#`` comments skipped,
+    a key given again replaces the earlier value."""
+    out: dict[str, _Value] = {}
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, value = parse_pair(line, source)
+        out[key] = value
+    return out
+
+
 def parse_option_pair(text: str, source: str = "--tokrate-option") -> tuple[str, Any]:
     """Parse ``KEY=VALUE``; the value is read as JSON when it parses, else as a string."""
-    if "=" not in text:
-        raise UsageError(
-            f"{source}: invalid value {text!r}: expected KEY=VALUE, e.g. num_thread=2."
-        )
-    key, _, raw = text.partition("=")
-    key = key.strip()
+    key, raw = split_pair(text, source, "num_thread=2")
     raw = raw.strip()
     try:
         value: Any = json.loads(raw)
@@ -190,14 +217,7 @@ def parse_option_pair(text: str, source: str = "--tokrate-option") -> tuple[str,
 
 
 def parse_option_lines(lines: Iterable[str], source: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, value = parse_option_pair(line, source)
-        out[key] = value
-    return out
+    return parse_pair_lines(lines, source, parse_option_pair)
 
 
 def parse_model_list(value: str, source: str = "--tokrate-model") -> tuple[str, ...]:
@@ -246,6 +266,54 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 
 
+# -- precedence ------------------------------------------------------------------------
+# One mechanism for every feature's settings (run settings here, sweep levels in levels.py,
+# the gate's in gate/settings.py): layers of optional values, lowest precedence first; each
+# value set is parsed, so a bad one fails wherever it ranks; the highest layer's wins.
+
+
+class HasSource(Protocol):
+    """A layer of precedence: where its values come from, and the values as attributes."""
+
+    @property
+    def source(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Setting(Generic[_Value]):
+    """One value resolved over layers: the layer attribute it is read from, its default,
+    how a raw value is parsed (given ``"<source> <name>"`` to name it in errors), and how
+    a higher layer's value joins the one below (by default it replaces it)."""
+
+    name: str
+    default: _Value
+    parse: Callable[[str, Any], _Value] = lambda setting, value: value
+    merge: Callable[[_Value, _Value], _Value] = lambda below, above: above
+
+
+@dataclass(frozen=True)
+class Sourced(Generic[_Value]):
+    """A resolved value and the source of the highest layer that set it."""
+
+    value: _Value
+    source: str = "default"
+
+
+def resolve_layers(
+    layers: Iterable[HasSource], settings: Sequence[Setting[Any]]
+) -> dict[str, Sourced[Any]]:
+    """Each setting's value over ``layers`` (lowest precedence first), by setting name."""
+    out: dict[str, Sourced[Any]] = {s.name: Sourced(s.default) for s in settings}
+    for layer in layers:
+        for setting in settings:
+            raw = getattr(layer, setting.name)
+            if raw is None:  # not set at this level
+                continue
+            value = setting.parse(f"{layer.source} {setting.name}", raw)
+            out[setting.name] = Sourced(setting.merge(out[setting.name].value, value), layer.source)
+    return out
+
+
 @dataclass(frozen=True)
 class Layer:
     """Values given at one level of precedence; ``None`` means "not set here"."""
@@ -261,32 +329,38 @@ class Layer:
     extra: Mapping[str, Any] | None = None
 
 
-def resolve(layers: Iterable[Layer]) -> RunSettings:
-    """Merge layers given from lowest to highest precedence, validating each value.
+def _parse_timeout(setting: str, value: object) -> float:
+    out = parse_float(setting, value)
+    if out <= 0:
+        raise _fail(setting, value, "a number of seconds > 0")
+    return out
 
-    Generation options merge key by key, so ``--tokrate-option num_thread=2`` keeps a
-    marker's ``num_predict``.
-    """
-    rounds: int = DEFAULT_ROUNDS
-    warmup: int = DEFAULT_WARMUP
-    timeout: float = DEFAULT_TIMEOUT_S
-    cache = "bust"
-    options: dict[str, Any] = dict(DEFAULT_OPTIONS)
-    for layer in layers:
-        if layer.rounds is not None:
-            rounds = parse_int(f"{layer.source} rounds", layer.rounds, minimum=1)
-        if layer.warmup is not None:
-            warmup = parse_int(f"{layer.source} warmup", layer.warmup, minimum=0)
-        if layer.timeout is not None:
-            timeout = parse_float(f"{layer.source} timeout", layer.timeout)
-            if timeout <= 0:
-                raise _fail(f"{layer.source} timeout", layer.timeout, "a number of seconds > 0")
-        if layer.cache is not None:
-            cache = parse_choice(f"{layer.source} cache", layer.cache, CACHE_MODES)
-        if layer.options is not None:
-            options.update(validate_options(layer.options, f"{layer.source} options"))
+
+_RUN_SETTINGS: tuple[Setting[Any], ...] = (
+    Setting("rounds", DEFAULT_ROUNDS, lambda setting, v: parse_int(setting, v, minimum=1)),
+    Setting("warmup", DEFAULT_WARMUP, lambda setting, v: parse_int(setting, v, minimum=0)),
+    Setting("timeout", DEFAULT_TIMEOUT_S, _parse_timeout),
+    Setting("cache", "bust", lambda setting, v: parse_choice(setting, v, CACHE_MODES)),
+    # Generation options merge key by key, so ``--tokrate-option num_thread=2`` keeps a
+    # marker's ``num_predict``.
+    Setting(
+        "options",
+        DEFAULT_OPTIONS,
+        lambda setting, v: validate_options(v, setting),
+        lambda below, above: {**below, **above},
+    ),
+)
+
+
+def resolve(layers: Iterable[Layer]) -> RunSettings:
+    """Merge layers given from lowest to highest precedence, validating each value."""
+    values = resolve_layers(layers, _RUN_SETTINGS)
     return RunSettings(
-        rounds=rounds, warmup=warmup, options=options, timeout_s=timeout, cache=cache
+        rounds=values["rounds"].value,
+        warmup=values["warmup"].value,
+        options=dict(values["options"].value),
+        timeout_s=values["timeout"].value,
+        cache=values["cache"].value,
     )
 
 
@@ -297,9 +371,13 @@ __all__ = [
     "DEFAULT_BASELINE_ROUNDS",
     "DEFAULT_OPTIONS",
     "KNOWN_OPTIONS",
+    "HasSource",
     "Layer",
     "RunSettings",
+    "Setting",
+    "Sourced",
     "baseline_rounds",
+    "did_you_mean",
     "parse_baseline_rounds",
     "parse_choice",
     "parse_float",
@@ -307,6 +385,9 @@ __all__ = [
     "parse_model_list",
     "parse_option_lines",
     "parse_option_pair",
+    "parse_pair_lines",
     "resolve",
+    "resolve_layers",
+    "split_pair",
     "validate_options",
 ]

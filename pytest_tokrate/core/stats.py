@@ -53,6 +53,16 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac)
 
 
+def median(values: Iterable[float | None]) -> float | None:
+    """The median of the values present (``None`` and NaN skipped, as rounds that measured
+    nothing); ``None`` when no value is left."""
+    kept = sorted(v for v in values if v is not None and not math.isnan(v))
+    if not kept:
+        return None
+    mid = len(kept) // 2
+    return kept[mid] if len(kept) % 2 else (kept[mid - 1] + kept[mid]) / 2
+
+
 def median_ci(sorted_values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
     """Distribution-free confidence interval of the median from order statistics.
 
@@ -311,6 +321,7 @@ __all__ = [
     "bootstrap_ratio_ci",
     "fisher_exact_less",
     "mann_whitney_u",
+    "median",
     "median_ci",
     "percentile",
     "t_quantile_975",

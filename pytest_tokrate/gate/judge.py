@@ -1,6 +1,7 @@
-"""The gate's words: comparisons as a table, and one test's findings. Pure.
+"""The gate's words: comparisons as a table, one test's findings, and two versions of a
+baseline file run by run. Pure.
 
-:mod:`.compare` decides each metric's verdict; this module turns a baseline run and the
+:mod:`.rule` decides each metric's verdict; this module turns a baseline run and the
 current run into what the user reads: the regression, stale-baseline, not-comparable,
 no-baseline, machine-busy, short-answer and underpowered findings, each with its table.
 """
@@ -8,20 +9,23 @@ no-baseline, machine-busy, short-answer and underpowered findings, each with its
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, replace
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
 
-from .calibration import footnote
-from .compare import (
-    METRICS,
+from pytest_tokrate.core.findings import Finding
+from pytest_tokrate.gate.metrics import METRICS
+from pytest_tokrate.gate.rule import (
     Comparison,
     GateSettings,
     answer_tokens,
     compare_runs,
 )
-from .fingerprint import Change, definition_changes, environment_changes
-from .verdict import Finding
+from pytest_tokrate.machine.calibration import footnote
+from pytest_tokrate.machine.fingerprint import Change, definition_changes, environment_changes
+
+if TYPE_CHECKING:
+    from pytest_tokrate.gate.store import Baseline
 
 # -- text ------------------------------------------------------------------------------
 
@@ -94,6 +98,165 @@ def _severity(mode: str, on: str) -> str:
     return on
 
 
+_REFRESH = "refresh it with `pytest --tokrate-update-baselines`"
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """One test's run against its baseline run: what every finding about it names."""
+
+    test_id: str
+    where: str
+    settings: GateSettings
+    baseline: Mapping[str, Any]
+    current: Mapping[str, Any]
+    #: The findings' data, one dict shared by all of them (as the glue expects).
+    data: dict[str, Any]
+    #: ``", recorded <when>"``, or empty when the baseline does not say.
+    when: str
+
+
+def _no_baseline(test_id: str, where: str, settings: GateSettings) -> Finding:
+    return Finding(
+        "no-baseline",
+        _severity(settings.mode, settings.on_missing),
+        f"tokrate: no baseline for {test_id} (looked for {where}): record one with "
+        "`pytest --tokrate-update-baselines` and commit it.",
+        {"path": where},
+    )
+
+
+def _not_comparable(
+    test_id: str,
+    where: str,
+    settings: GateSettings,
+    changes: Sequence[Change],
+    comparisons: Sequence[Comparison],
+    data: dict[str, Any],
+) -> Finding:
+    severity = settings.on_mismatch
+    if settings.mode == "report" and severity in ("fail", "skip"):
+        severity = "warn"
+    lines = [
+        f"tokrate: baseline not comparable for {test_id} ({where}): "
+        + "; ".join(str(c) for c in changes)
+        + f". If the change is intended, {_REFRESH}."
+    ]
+    if comparisons:
+        lines.append("  for information only:")
+        lines.extend(table(comparisons, indent="  "))
+    data["changes"] = [str(c) for c in changes]
+    return Finding("not-comparable", severity, "\n".join(lines), data)
+
+
+def _machine_busy(
+    run: _Judged, comparisons: list[Comparison], busy: str
+) -> tuple[list[Comparison], Finding | None]:
+    """Speed verdicts withheld (marked ``?``) while the machine was busy, and the finding
+    that says so; the pass rate does not depend on the load and keeps its verdict."""
+    withheld = [
+        c
+        for c in comparisons
+        if c.metric != "pass_rate" and c.verdict in ("regression", "improvement")
+    ]
+    if not withheld:
+        return comparisons, None
+    comparisons = [replace(c, verdict=f"{c.verdict}?") if c in withheld else c for c in comparisons]
+    text = "\n".join(
+        [
+            f"tokrate: speed of {run.test_id} not judged against {run.where}: {busy}. "
+            "The change below may come from that load, not from the code: "
+            "rerun on a quiet machine.",
+            *table(comparisons),
+        ]
+    )
+    return comparisons, Finding("machine-busy", "warn", text, run.data)
+
+
+def _regression(run: _Judged, comparisons: Sequence[Comparison]) -> Finding | None:
+    regressions = [c for c in comparisons if c.verdict == "regression"]
+    if not regressions:
+        return None
+    settings = run.settings
+    names = ", ".join(c.name for c in regressions)
+    head = (
+        f"tokrate: regression of {names} in {run.test_id} against the baseline "
+        f"{run.where}{run.when}:"
+    )
+    foot = (
+        f"  A regression is a change beyond the tolerance that is also significant "
+        f"(one-sided Mann-Whitney U p < {settings.alpha:g} for speed, Fisher exact "
+        f"p < {settings.quality_alpha:g} for the pass rate). If it is intended, {_REFRESH}."
+    )
+    return Finding(
+        "regression",
+        _severity(settings.mode, "fail"),
+        "\n".join([head, *table(comparisons), foot]),
+        run.data,
+    )
+
+
+def _stale_baseline(run: _Judged, comparisons: Sequence[Comparison]) -> Finding | None:
+    improvements = [c for c in comparisons if c.verdict == "improvement"]
+    if not improvements:
+        return None
+    names = ", ".join(c.name for c in improvements)
+    text = "\n".join(
+        [
+            f"tokrate: stale baseline for {run.test_id}: {names} much better than "
+            f"{run.where}{run.when}; {_REFRESH} so that a later regression is caught.",
+            *table(comparisons),
+        ]
+    )
+    return Finding(
+        "stale-baseline", _severity(run.settings.mode, run.settings.on_stale), text, run.data
+    )
+
+
+def _decode_not_gated(run: _Judged, comparisons: Sequence[Comparison]) -> Finding | None:
+    short = [c for c in comparisons if c.verdict == "too short"]
+    if not short:
+        return None
+    minimum = run.settings.min_decode_tokens
+    tokens = answer_tokens(run.baseline, run.current, minimum)
+    return Finding(
+        "decode-not-gated",
+        "info",
+        f"tokrate: {', '.join(c.name for c in short)} of {run.test_id} not judged: "
+        f"answers of {tokens:g} tokens are too few decode steps to time (at least "
+        f"{minimum}, --tokrate-min-decode-tokens); TTFT and the "
+        "pass rate are still judged.",
+        run.data,
+    )
+
+
+def _underpowered(run: _Judged, comparisons: Sequence[Comparison]) -> Finding | None:
+    """Only without a regression: a regression already says the rounds were enough."""
+    underpowered = [c for c in comparisons if c.verdict == "underpowered"]
+    if not underpowered or any(c.verdict == "regression" for c in comparisons):
+        return None
+    names = ", ".join(c.name for c in underpowered)
+    return Finding(
+        "underpowered",
+        "warn",
+        f"tokrate: {names} of {run.test_id} changed beyond the tolerance, but with "
+        f"{underpowered[0].n_baseline} baseline and {underpowered[0].n_current} current "
+        f"rounds no change can be significant at p < {run.settings.alpha:g}: use at least "
+        "3 rounds against a baseline refreshed with `pytest --tokrate-update-baselines` "
+        "(it records 4x the rounds), or 5 in both.",
+        run.data,
+    )
+
+
+#: The findings about a comparable run, in the order they are reported.
+_BUILDERS: tuple[Callable[[_Judged, Sequence[Comparison]], Finding | None], ...] = (
+    _regression,
+    _stale_baseline,
+    _decode_not_gated,
+    _underpowered,
+)
+
+
 def judge_run(
     *,
     test_id: str,
@@ -109,23 +272,13 @@ def judge_run(
     """Findings for one run of a test against its stored baseline run (``None``: none).
 
     ``busy`` says why speed figures cannot be trusted (other processes took the CPU while
-    measuring, see :mod:`.loadprobe`): a speed regression or improvement is then reported
-    as not judged instead of failing. The pass rate is judged regardless.
+    measuring, see :mod:`pytest_tokrate.machine.load`): a speed regression or improvement
+    is then reported as not judged instead of failing. The pass rate is judged regardless.
     """
-    mode = settings.mode
-    if mode == "off":
+    if settings.mode == "off":
         return []
-    refresh = "refresh it with `pytest --tokrate-update-baselines`"
     if baseline is None or baseline_fingerprint is None:
-        return [
-            Finding(
-                "no-baseline",
-                _severity(mode, settings.on_missing),
-                f"tokrate: no baseline for {test_id} (looked for {where}): record one with "
-                "`pytest --tokrate-update-baselines` and commit it.",
-                {"path": where},
-            )
-        ]
+        return [_no_baseline(test_id, where, settings)]
     changes: list[Change] = environment_changes(baseline_fingerprint, current_fingerprint)
     changes += definition_changes(baseline["definition"], current["definition"])
     comparisons = compare_runs(baseline, current, settings)
@@ -134,110 +287,56 @@ def judge_run(
         "comparisons": [asdict(c) for c in comparisons],
     }
     if changes:
-        severity = settings.on_mismatch
-        if mode == "report" and severity in ("fail", "skip"):
-            severity = "warn"
-        lines = [
-            f"tokrate: baseline not comparable for {test_id} ({where}): "
-            + "; ".join(str(c) for c in changes)
-            + f". If the change is intended, {refresh}."
-        ]
-        if comparisons:
-            lines.append("  for information only:")
-            lines.extend(table(comparisons, indent="  "))
-        data["changes"] = [str(c) for c in changes]
-        return [Finding("not-comparable", severity, "\n".join(lines), data)]
+        return [_not_comparable(test_id, where, settings, changes, comparisons, data)]
+    when = f", recorded {recorded_at}" if recorded_at else ""
+    run = _Judged(test_id, where, settings, baseline, current, data, when)
     findings: list[Finding] = []
     if busy:
-        withheld = [
-            c
-            for c in comparisons
-            if c.metric != "pass_rate" and c.verdict in ("regression", "improvement")
-        ]
-        if withheld:
-            comparisons = [
-                replace(c, verdict=f"{c.verdict}?") if c in withheld else c for c in comparisons
-            ]
-            findings.append(
-                Finding(
-                    "machine-busy",
-                    "warn",
-                    "\n".join(
-                        [
-                            f"tokrate: speed of {test_id} not judged against {where}: {busy}. "
-                            "The change below may come from that load, not from the code: "
-                            "rerun on a quiet machine.",
-                            *table(comparisons),
-                        ]
-                    ),
-                    data,
-                )
-            )
-    regressions = [c for c in comparisons if c.verdict == "regression"]
-    improvements = [c for c in comparisons if c.verdict == "improvement"]
-    underpowered = [c for c in comparisons if c.verdict == "underpowered"]
-    when = f", recorded {recorded_at}" if recorded_at else ""
-    if regressions:
-        names = ", ".join(c.name for c in regressions)
-        head = f"tokrate: regression of {names} in {test_id} against the baseline {where}{when}:"
-        foot = (
-            f"  A regression is a change beyond the tolerance that is also significant "
-            f"(one-sided Mann-Whitney U p < {settings.alpha:g} for speed, Fisher exact "
-            f"p < {settings.quality_alpha:g} for the pass rate). If it is intended, {refresh}."
-        )
-        findings.append(
-            Finding(
-                "regression",
-                _severity(mode, "fail"),
-                "\n".join([head, *table(comparisons), foot]),
-                data,
-            )
-        )
-    if improvements:
-        names = ", ".join(c.name for c in improvements)
-        findings.append(
-            Finding(
-                "stale-baseline",
-                _severity(mode, settings.on_stale),
-                "\n".join(
-                    [
-                        f"tokrate: stale baseline for {test_id}: {names} much better than "
-                        f"{where}{when}; {refresh} so that a later regression is caught.",
-                        *table(comparisons),
-                    ]
-                ),
-                data,
-            )
-        )
-    short = [c for c in comparisons if c.verdict == "too short"]
-    if short:
-        tokens = answer_tokens(baseline, current, settings.min_decode_tokens)
-        findings.append(
-            Finding(
-                "decode-not-gated",
-                "info",
-                f"tokrate: {', '.join(c.name for c in short)} of {test_id} not judged: "
-                f"answers of {tokens:g} tokens are too few decode steps to time (at least "
-                f"{settings.min_decode_tokens}, --tokrate-min-decode-tokens); TTFT and the "
-                "pass rate are still judged.",
-                data,
-            )
-        )
-    if underpowered and not regressions:
-        names = ", ".join(c.name for c in underpowered)
-        findings.append(
-            Finding(
-                "underpowered",
-                "warn",
-                f"tokrate: {names} of {test_id} changed beyond the tolerance, but with "
-                f"{underpowered[0].n_baseline} baseline and {underpowered[0].n_current} current "
-                f"rounds no change can be significant at p < {settings.alpha:g}: use at least "
-                "3 rounds against a baseline refreshed with `pytest --tokrate-update-baselines` "
-                "(it records 4x the rounds), or 5 in both.",
-                data,
-            )
-        )
+        comparisons, withheld = _machine_busy(run, comparisons, busy)
+        if withheld is not None:
+            findings.append(withheld)
+    for build in _BUILDERS:
+        finding = build(run, comparisons)
+        if finding is not None:
+            findings.append(finding)
     return findings
 
 
-__all__ = ["HEADER", "judge_run", "row", "table"]
+# -- two versions of a baseline file --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunDiff:
+    """One run of a baseline file against the same run in another version of the file."""
+
+    label: str
+    #: ``added`` or ``removed`` (then nothing is compared), or ``compared``.
+    status: str
+    #: Why the two runs are not comparable; empty when they are.
+    changes: list[Change]
+    comparisons: list[Comparison]
+
+    @property
+    def regressions(self) -> int:
+        """Regressions that count: none when the runs are not comparable."""
+        if self.changes:
+            return 0
+        return sum(c.verdict == "regression" for c in self.comparisons)
+
+
+def diff_runs(old: Baseline, new: Baseline, settings: GateSettings) -> Iterator[RunDiff]:
+    """Each run of ``old`` and ``new``, by label, judged as the gate would judge ``new``
+    against ``old`` (one at a time, so a caller can print as they come)."""
+    env = environment_changes(old.fingerprint, new.fingerprint)
+    for label in sorted(set(old.runs) | set(new.runs)):
+        if label not in old.runs or label not in new.runs:
+            yield RunDiff(label, "added" if label in new.runs else "removed", [], [])
+            continue
+        changes = env + definition_changes(
+            old.runs[label]["definition"], new.runs[label]["definition"]
+        )
+        comparisons = compare_runs(old.runs[label], new.runs[label], settings)
+        yield RunDiff(label, "compared", changes, comparisons)
+
+
+__all__ = ["HEADER", "RunDiff", "diff_runs", "judge_run", "row", "table"]

@@ -1,8 +1,8 @@
 """What a baseline file stores of a measurement: per-round samples, summaries, the pass
 rate, the test's definition and the environment's fingerprint. Pure.
 
-:mod:`.baselines` names, validates and writes the files; this module builds their
-content from a :class:`~pytest_tokrate.result.Measurement`.
+:mod:`.store` validates and writes the files (:mod:`.files` names them); this module
+builds their content from a :class:`~pytest_tokrate.core.result.Measurement`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .calibration import REFERENCE
-from .fingerprint import definition, environment
+from pytest_tokrate.machine.calibration import REFERENCE
+from pytest_tokrate.machine.fingerprint import definition, environment
 
 #: Version of the baseline file format (``schemas/baseline.schema.json``).
 SCHEMA_VERSION = 1
@@ -89,7 +89,7 @@ def run_record(measurement: Any) -> dict[str, Any]:
     """The stored form of one measurement (one ``tokrate.run`` call)."""
     samples: dict[str, list[Any]] = {}
     summaries: dict[str, dict[str, Any]] = {}
-    from .result import FIGURES
+    from pytest_tokrate.core.result import FIGURES
 
     for figure in STORED_FIGURES:
         getter = FIGURES[figure][0]

@@ -1,5 +1,6 @@
 """The regression gate's rule: a baseline run against the current run, metric by metric.
-Pure; :mod:`.gate` turns the verdicts into findings and tables.
+Pure; :mod:`.judge` turns the verdicts into findings and tables. The metrics it knows
+are listed in :mod:`.metrics`, the parsers of its option values are in :mod:`.parsers`.
 
 Rule for a speed metric (decode tok/s, TTFT, ...), in the metric's bad direction:
 
@@ -22,20 +23,39 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .calibration import adjusted, reference_rates
-from .errors import UsageError
-from .stats import bootstrap_ratio_ci, fisher_exact_less, mann_whitney_u, wilson_interval
+from pytest_tokrate.core.stats import (
+    bootstrap_ratio_ci,
+    fisher_exact_less,
+    mann_whitney_u,
+    median,
+    wilson_interval,
+)
+from pytest_tokrate.gate.metrics import (
+    DEFAULT_METRICS,
+    DEFAULT_TOLERANCES,
+    FALLBACK_TOLERANCE,
+    METRICS,
+)
+
+# The parsers lived here before :mod:`.parsers`; re-exported so that ``rule.parse_*`` and
+# the deprecated alias ``pytest_tokrate.compare`` keep working.
+from pytest_tokrate.gate.parsers import (
+    GATE_MODES,
+    MISMATCH_MODES,
+    MISSING_MODES,
+    STALE_MODES,
+    parse_fraction,
+    parse_metrics,
+    parse_min_tokens,
+    parse_mode,
+    parse_tolerance,
+)
+from pytest_tokrate.machine.calibration import adjusted, reference_rates
 
 #: Significance level of the speed test (one-sided Mann-Whitney U).
 ALPHA = 0.01
 #: Significance level of the pass-rate test (one-sided Fisher exact).
 QUALITY_ALPHA = 0.05
-#: Metrics gated unless told otherwise (see README for why these).
-DEFAULT_METRICS: tuple[str, ...] = ("decode_tps", "ttft", "pass_rate")
-#: Tolerated change per metric: relative for speed, absolute points for the pass rate.
-DEFAULT_TOLERANCES: dict[str, float] = {"decode_tps": 0.10, "ttft": 0.25, "pass_rate": 0.10}
-#: Tolerance of a speed metric without its own default.
-FALLBACK_TOLERANCE = 0.10
 #: Per-token decode figures are judged only when the answers (median of the rounds, in
 #: the baseline and now) have at least this many tokens. Shorter answers give a handful
 #: of decode steps whose timing moves with a scheduler tick: in the gate benchmark,
@@ -44,113 +64,8 @@ MIN_DECODE_TOKENS = 32
 #: The figures that rule applies to: rates and times per decoded token.
 DECODE_METRICS = frozenset({"decode_tps", "decode_tps_client", "decode_tps_engine", "tpot"})
 
-GATE_MODES = ("enforce", "report", "off")
-MISSING_MODES = ("warn", "fail")
-MISMATCH_MODES = ("warn", "skip", "fail")
-STALE_MODES = ("warn", "fail")
-
-#: metric -> (display name, display scale, unit shown, higher is better)
-METRICS: dict[str, tuple[str, float, str, bool]] = {
-    "decode_tps": ("decode tok/s", 1.0, "", True),
-    "decode_tps_client": ("decode tok/s (client)", 1.0, "", True),
-    "decode_tps_engine": ("decode tok/s (engine)", 1.0, "", True),
-    "prefill_tps": ("prefill tok/s", 1.0, "", True),
-    "e2e_tps": ("end-to-end tok/s", 1.0, "", True),
-    "normalized_tps": ("normalized tok/s", 1.0, "", True),
-    "ttft": ("TTFT", 1000.0, " ms", False),
-    "tpot": ("TPOT", 1000.0, " ms", False),
-    "e2e": ("E2E latency", 1000.0, " ms", False),
-    "pass_rate": ("pass rate", 100.0, "%", True),
-}
-
 
 # -- settings ---------------------------------------------------------------------------
-
-
-def _bad(source: str, value: object, expected: str) -> UsageError:
-    return UsageError(f"{source}: invalid value {value!r}: expected {expected}.")
-
-
-def parse_fraction(source: str, value: object) -> float:
-    """``10%``, ``0.1`` or ``0`` -> 0.1; a bare number of 1 or more must carry ``%``."""
-    if isinstance(value, bool):
-        raise _bad(source, value, "a percentage such as 10% or a fraction such as 0.1")
-    text = str(value).strip()
-    percent = text.endswith("%")
-    try:
-        number = float(text[:-1] if percent else text)
-    except ValueError:
-        raise _bad(source, value, "a percentage such as 10% or a fraction such as 0.1") from None
-    if math.isnan(number) or number < 0:
-        raise _bad(source, value, "a percentage >= 0")
-    if percent:
-        number /= 100.0
-    elif number >= 1:
-        raise _bad(source, value, f"{number:g}% written with a percent sign, or a fraction < 1")
-    if number >= 1:
-        raise _bad(source, value, "a tolerance below 100%")
-    return number
-
-
-def parse_tolerance(value: object, source: str) -> dict[str, float]:
-    """``10%`` (every speed metric), ``ttft=25%,pass_rate=0``, or a dict of those.
-
-    The key ``*`` holds a value that applies to every speed metric.
-    """
-    if isinstance(value, Mapping):
-        items: list[tuple[str, object]] = [(str(k), v) for k, v in value.items()]
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        items = [("*", value)]
-    else:
-        items = []
-        for part in str(value).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            key, sep, raw = part.partition("=")
-            items.append((key.strip(), raw) if sep else ("*", key))
-        if not items:
-            raise _bad(source, value, "a tolerance such as 10% or decode_tps=10%,ttft=25%")
-    out: dict[str, float] = {}
-    for key, raw_value in items:
-        if key != "*" and key not in METRICS:
-            raise UsageError(
-                f"{source}: unknown metric {key!r} in tolerance {value!r}: use one of "
-                f"{', '.join(METRICS)}."
-            )
-        out[key] = parse_fraction(f"{source} ({key})" if key != "*" else source, raw_value)
-    return out
-
-
-def parse_metrics(value: object, source: str) -> tuple[str, ...]:
-    """Comma-separated metric names (or a list); ``none`` gates nothing."""
-    if isinstance(value, str):
-        names = [v.strip() for v in value.split(",") if v.strip()]
-    elif isinstance(value, Iterable):
-        names = [str(v).strip() for v in value]
-    else:
-        raise _bad(source, value, "metric names separated by commas, e.g. decode_tps,ttft")
-    if names == ["none"]:
-        return ()
-    unknown = [n for n in names if n not in METRICS]
-    if unknown or not names:
-        raise _bad(source, value, f"metric names from {', '.join(METRICS)} (or none)")
-    return tuple(dict.fromkeys(names))
-
-
-def parse_min_tokens(value: object, source: str) -> int:
-    """A number of tokens >= 1 (``--tokrate-min-decode-tokens``)."""
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
-        raise _bad(source, value, "a whole number of tokens >= 1, such as 32")
-    return int(text)
-
-
-def parse_mode(value: object, source: str, choices: Sequence[str]) -> str:
-    text = str(value).strip().lower()
-    if text not in choices:
-        raise _bad(source, value, "one of " + ", ".join(choices))
-    return text
 
 
 @dataclass(frozen=True)
@@ -215,7 +130,7 @@ class Comparison:
     n_current: int
     ci_label: str = "95% CI of change"
     #: Medians of the machine reference (baseline, current) when the change, interval and
-    #: p are machine-adjusted (see :mod:`.calibration`); ``None`` for raw figures.
+    #: p are machine-adjusted (see :mod:`~pytest_tokrate.machine.calibration`); ``None`` for raw.
     machine_ref: tuple[float, float] | None = None
 
     @property
@@ -277,12 +192,14 @@ def compare_speed(
 
     With ``references`` (the machine reference's rate in each round of the baseline and
     of the current run), the verdict, change, interval and p are computed on the figures
-    relative to the reference (:mod:`.calibration`); the medians shown stay raw.
+    relative to the reference (:mod:`pytest_tokrate.machine.calibration`); the medians
+    shown stay raw.
     """
     base, cur = _clean(baseline), _clean(current)
     if len(base) < 2 or len(cur) < 2 or statistics.median(base) == 0:
+        shown = [math.nan if m is None else m for m in (median(base), median(cur))]
         return Comparison(
-            metric, _median(base), _median(cur), math.nan, (math.nan, math.nan), math.nan,
+            metric, shown[0], shown[1], math.nan, (math.nan, math.nan), math.nan,
             tolerance, "no data", len(base), len(cur),
         )  # fmt: skip
     higher = METRICS[metric][3]
@@ -347,14 +264,10 @@ def compare_pass_rate(
     )
 
 
-def _median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else math.nan
-
-
 def compare_runs(
     baseline: Mapping[str, Any], current: Mapping[str, Any], settings: GateSettings
 ) -> list[Comparison]:
-    """Every gated metric of two stored runs (see ``baselines.run_record``); speed
+    """Every gated metric of two stored runs (see ``records.run_record``); speed
     metrics machine-adjusted when both runs recorded the machine reference."""
     out = []
     base_ref, cur_ref = reference_rates(baseline), reference_rates(current)
@@ -401,6 +314,7 @@ __all__ = [
     "DECODE_METRICS",
     "DEFAULT_METRICS",
     "DEFAULT_TOLERANCES",
+    "FALLBACK_TOLERANCE",
     "GATE_MODES",
     "METRICS",
     "MIN_DECODE_TOKENS",

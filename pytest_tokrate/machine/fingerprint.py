@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__
+from pytest_tokrate._version import __version__
 
 #: Bumped when the measurement method changes (formulas, clock, cache busting), so that
 #: baselines recorded by an older method are "not comparable" instead of "regressed".
@@ -109,11 +109,11 @@ def gpu_fingerprint(monitor: Any = None) -> dict[str, Any]:
 
     ``gpus`` is empty when there is no NVIDIA GPU, no driver, or ``pynvml`` (PyPI
     ``nvidia-ml-py``, the ``gpu`` extra) is not installed; ``gpu_probe`` says which.
-    ``monitor`` is a :class:`~pytest_tokrate.telemetry.GpuMonitor` (the process-wide one
+    ``monitor`` is a :class:`~pytest_tokrate.machine.telemetry.GpuMonitor` (the process-wide one
     by default), so NVML is probed once for telemetry and fingerprint alike.
     """
     if monitor is None:
-        from .telemetry import default_monitor
+        from pytest_tokrate.machine.telemetry import default_monitor
 
         monitor = default_monitor()
     status = monitor.status()

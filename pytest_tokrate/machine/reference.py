@@ -13,7 +13,7 @@ count; each round is given the mean rate of the probes just before and just afte
 (``runner.with_machine_reference``).
 The reference never changes with the test's model, prompt or options, so the ratio of a
 test's figures to it cancels the machine's speed of the moment and keeps what the test
-changed; the gate compares those ratios (see :mod:`pytest_tokrate.compare`).
+changed; the gate compares those ratios (see :mod:`pytest_tokrate.gate.rule`).
 
 Cost: one model load per session (memory-mapped, shared with a SmolLM2 under test) and
 at most 0.13 s per measured round here (the gap between rounds in ``benchmarks/data``).
@@ -49,7 +49,7 @@ class MachineReference:
     def _load(self) -> Any:
         if self._llm is None and self.unavailable is None:
             try:
-                from ..models import smollm2_path
+                from pytest_tokrate.backends.models import smollm2_path
 
                 path = smollm2_path()
                 with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):

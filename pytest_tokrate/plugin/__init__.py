@@ -1,5 +1,6 @@
 """pytest glue: the hooks, the ``tokrate`` fixture, outcomes and the terminal report
-(the options and the session settings built from them: :mod:`.options`).
+(the options: :mod:`.options`; the session settings read from them:
+:mod:`.session_config`).
 
 Only hooks live here; the work is done by the pure modules next to it.
 """
@@ -12,37 +13,30 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .errors import InfrastructureError, TokrateError
-from .options import add_options, build_config
-from .session import TokrateSession
+from pytest_tokrate.errors import InfrastructureError, TokrateError
+from pytest_tokrate.plugin.keys import FIXTURES_KEY, INFRA_PREFIX, NO_MODEL_MESSAGE, SESSION_KEY
+from pytest_tokrate.plugin.options import add_options
+from pytest_tokrate.plugin.session import TokrateSession
+from pytest_tokrate.plugin.session_config import build_config
 
 if TYPE_CHECKING:
     # The fixture object, models and verdicts load when a test uses tokrate, so that
     # pytest start-up with the plugin installed but unused stays cheap.
-    from .fixtures import Tokrate
-    from .models import ModelSpec
-    from .verdict import Finding
-
-SESSION_KEY = pytest.StashKey[TokrateSession]()
-FIXTURES_KEY = pytest.StashKey["list[Tokrate]"]()
-INFRA_PREFIX = "tokrate infrastructure error: "
-NO_MODEL_MESSAGE = (
-    "no model chosen for tokrate tests: pass --tokrate-model=smollm2 (embedded, no server) "
-    "or a server model such as --tokrate-model=gemma2:2b, or set tokrate_model in "
-    "[tool.pytest.ini_options]"
-)
+    from pytest_tokrate.backends.models import ModelSpec
+    from pytest_tokrate.core.findings import Finding
+    from pytest_tokrate.plugin.fixture import Tokrate
 
 
 def _quality_judge(measurement: Any, context: Any) -> list[Any]:
     if measurement.quality is None:
         return []
-    from .quality import quality_judge
+    from pytest_tokrate.quality.evaluate import quality_judge
 
     return quality_judge(measurement, context)
 
 
 def _empty_answer_judge(measurement: Any, context: Any) -> list[Any]:
-    from .sanity import empty_answer_judge
+    from pytest_tokrate.core.sanity import empty_answer_judge
 
     return empty_answer_judge(measurement, context)
 
@@ -50,7 +44,7 @@ def _empty_answer_judge(measurement: Any, context: Any) -> list[Any]:
 def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Collector | None:
     """Collect declarative suites: ``tokrate_*.yaml`` files (see suite.py)."""
     if file_path.suffix in (".yaml", ".yml") and file_path.name.startswith("tokrate_"):
-        from .suite import SuiteFile
+        from pytest_tokrate.plugin.collector import SuiteFile
 
         suite: pytest.Collector = SuiteFile.from_parent(parent, path=file_path)
         return suite
@@ -76,13 +70,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = TokrateSession(session_config)
     config.stash[SESSION_KEY].judges.append(_quality_judge)
     config.stash[SESSION_KEY].judges.append(_empty_answer_judge)
-    from .baseline_hooks import configure as configure_baselines
+    from pytest_tokrate.plugin.gate import configure as configure_baselines
 
     try:
         configure_baselines(config, config.stash[SESSION_KEY])
     except TokrateError as exc:
         raise pytest.UsageError(str(exc)) from None
-    from .report_hooks import configure as configure_reports
+    from pytest_tokrate.plugin.reports import configure as configure_reports
 
     try:
         configure_reports(config, config.stash[SESSION_KEY])
@@ -118,7 +112,7 @@ def tokrate_model() -> ModelSpec | None:
 @pytest.fixture
 def tokrate(request: pytest.FixtureRequest, tokrate_model: ModelSpec | None) -> Tokrate:
     """Measure prompts on the model under test: ``r = tokrate.run("Hi", rounds=10)``."""
-    from .fixtures import Tokrate, marker_layer
+    from pytest_tokrate.plugin.fixture import Tokrate, marker_layer
 
     session = _session(request.config)
     if tokrate_model is None:
@@ -139,14 +133,14 @@ def tokrate(request: pytest.FixtureRequest, tokrate_model: ModelSpec | None) -> 
         try:
             layer = marker_layer(marker.kwargs, node.nodeid)
             # Check the marker's values now, so a bad one errors before the test body.
-            from .config import resolve
+            from pytest_tokrate.core.settings import resolve
 
             resolve([layer])
         except TokrateError as exc:
             # ``from None``: pytest would otherwise print the message twice, chained.
             raise pytest.fail.Exception(str(exc), pytrace=False) from None
     fixture = Tokrate(session, tokrate_model, node.nodeid, layer)
-    from .report_hooks import layers_for_item
+    from pytest_tokrate.plugin.reports import layers_for_item
 
     fixture.level_layers = layers_for_item(node, dict(marker.kwargs) if marker else {})
     node.stash.setdefault(FIXTURES_KEY, []).append(fixture)
@@ -160,7 +154,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     fixtures = item.stash.get(FIXTURES_KEY, [])
     if not fixtures:
         return result
-    from .verdict import JudgeContext, failure_message, failures
+    from pytest_tokrate.core.findings import JudgeContext, failure_message, failures
 
     session = _session(item.config)
     marker = item.get_closest_marker("tokrate")
@@ -227,7 +221,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     if not session.results and not session.skipped_no_model:
         return
-    from .report import terminal_lines
+    from pytest_tokrate.reports.terminal import terminal_lines
 
     lines = terminal_lines(session.results)
     if lines:
@@ -235,7 +229,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         for line in lines:
             terminalreporter.write_line(line)
     if len({m.model.name for m in session.results}) > 1:
-        from .tradeoff import compare_models, tradeoff_lines
+        from pytest_tokrate.quality.tradeoff import compare_models
+        from pytest_tokrate.reports.tradeoff import tradeoff_lines
 
         rows = compare_models(session.results, [s.name for s in session.config.models])
         if rows:

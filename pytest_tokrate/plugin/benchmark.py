@@ -18,11 +18,11 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import UsageError
+from pytest_tokrate.errors import UsageError
 
 if TYPE_CHECKING:
-    from .result import Measurement
-    from .runner import Repeat
+    from pytest_tokrate.core.result import Measurement
+    from pytest_tokrate.core.runner import Repeat
 
 
 def _check(benchmark: Any) -> None:
@@ -47,7 +47,7 @@ def pedantic_repeat(benchmark: Any) -> Repeat:
         raise UsageError(_USED_TWICE)
     if getattr(benchmark, "disabled", False):
         # --benchmark-disable: pedantic() would run the target only once; measure normally.
-        from .runner import repeat_rounds
+        from pytest_tokrate.core.runner import repeat_rounds
 
         return repeat_rounds
 

@@ -2,7 +2,7 @@
 
 Each case of a suite becomes one pytest item per model (``case[model]``), selectable
 with ``-k`` and markable. The file is read and validated by
-:func:`~pytest_tokrate.suite_load.load_suite` when collected; any problem (YAML syntax,
+:func:`~pytest_tokrate.quality.suite.load_suite` when collected; any problem (YAML syntax,
 unknown key, bad check, unknown variable) is a collection error that names the file, the
 line and the offending key, before any model runs. Cases run through the same
 ``Tokrate`` object as Python tests, so judges (quality bar, baseline gate) and reports
@@ -17,17 +17,17 @@ from typing import Any
 
 import pytest
 
-from .errors import TokrateError
-from .models import ModelSpec
-from .result import FIGURES
-from .suite_load import Case, SuiteError, load_suite
+from pytest_tokrate.backends.models import ModelSpec
+from pytest_tokrate.core.result import FIGURES
+from pytest_tokrate.errors import TokrateError
+from pytest_tokrate.quality.suite import Case, SuiteError, load_suite
 
 
 class SuiteFile(pytest.File):
     """A ``tokrate_*.yaml`` file: one item per case and model."""
 
     def collect(self) -> Iterator[pytest.Item]:
-        from .plugin import SESSION_KEY
+        from pytest_tokrate.plugin.keys import SESSION_KEY
 
         session = self.config.stash[SESSION_KEY]
         models = session.config.models
@@ -60,10 +60,10 @@ class SuiteItem(pytest.Item):
                 self.add_marker(getattr(pytest.mark, mark_name)(**(kwargs_ or {})))
 
     def runtest(self) -> None:
-        from .backends.base import Request
-        from .fixtures import Tokrate
-        from .plugin import FIXTURES_KEY, NO_MODEL_MESSAGE, SESSION_KEY
-        from .quality import QualityPlan
+        from pytest_tokrate.backends.base import Request
+        from pytest_tokrate.plugin.fixture import Tokrate
+        from pytest_tokrate.plugin.keys import FIXTURES_KEY, NO_MODEL_MESSAGE, SESSION_KEY
+        from pytest_tokrate.quality.evaluate import QualityPlan
 
         session = self.config.stash[SESSION_KEY]
         if self.spec is None:

@@ -6,17 +6,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from .backends.base import Message, Request
-from .config import KNOWN_OPTIONS, Layer, RunSettings, baseline_rounds, resolve
-from .errors import UsageError
-from .models import ModelSpec
-from .result import Measurement
-from .runner import Runner
-from .session import TokrateSession
+from pytest_tokrate.backends.base import Message, Request
+from pytest_tokrate.backends.models import ModelSpec
+from pytest_tokrate.core.result import Measurement
+from pytest_tokrate.core.runner import Runner
+from pytest_tokrate.core.settings import KNOWN_OPTIONS, Layer, RunSettings, baseline_rounds, resolve
+from pytest_tokrate.errors import UsageError
+from pytest_tokrate.plugin.session import TokrateSession
 
 if TYPE_CHECKING:
-    from .levels import LevelLayer
-    from .sweep import SweepResult
+    from pytest_tokrate.core.levels import LevelLayer, Levels
+    from pytest_tokrate.core.sweep_result import SweepResult
+    from pytest_tokrate.quality.evaluate import QualityPlan
 
 #: Keyword arguments of the ``tokrate`` marker besides generation options.
 MARKER_KEYS = {"rounds", "warmup", "options", "timeout", "cache"}
@@ -76,7 +77,7 @@ class Tokrate:
     """Measures prompts on the model this test runs against.
 
     ``run()`` sends a prompt for the warm-up rounds, then for the measured rounds, and
-    returns a :class:`~pytest_tokrate.result.Measurement` (also reported at the end of
+    returns a :class:`~pytest_tokrate.core.result.Measurement` (also reported at the end of
     the run). Values given to ``run()`` override the marker and ini, and are overridden
     by command-line options.
     """
@@ -177,7 +178,7 @@ class Tokrate:
         Generation options may be given in ``options={...}`` or directly as keywords:
         ``tokrate.run("Hi", rounds=10, num_predict=64)``. With ``benchmark=benchmark``
         (pytest-benchmark's fixture) each measured round is also timed and stored by
-        pytest-benchmark (see :mod:`pytest_tokrate.benchbridge`). ``checks=[...]`` are
+        pytest-benchmark (see :mod:`pytest_tokrate.plugin.benchmark`). ``checks=[...]`` are
         judged on every measured round (with the marker's checks); the test fails when
         the pass rate is below ``min_pass_rate`` (default: every round must pass).
         """
@@ -185,26 +186,15 @@ class Tokrate:
             "run", prompt, messages, rounds, warmup, timeout, cache, options, generation_options
         )
         request = Request(
-            prompt=prompt,
-            messages=_messages(messages),
-            system=system,
-            format=format,
-            raw=raw,
+            prompt=prompt, messages=_messages(messages), system=system, format=format, raw=raw
         )
-        quality = None
-        if checks is not None or (self.marker is not None and self.marker.extra):
-            from .quality import QualityPlan  # parsed before any round: fail fast
-
-            cfg = self.session.config
-            quality = QualityPlan.build(
-                self.test_id, [cfg.ini, self.marker, cfg.cli], checks, min_pass_rate
-            )
+        quality = self._quality_plan(checks, min_pass_rate)  # before any round: fail fast
         backend = self.session.backend_for(self.spec)
         runner = self.runner_factory(backend)
         if benchmark is None:
             measurement = runner.run(request, settings)
         else:
-            from . import benchbridge
+            from pytest_tokrate.plugin import benchmark as benchbridge
 
             repeat = benchbridge.pedantic_repeat(benchmark)
             measurement = runner.run(request, settings, repeat=repeat)
@@ -221,6 +211,28 @@ class Tokrate:
         if self.on_result is not None:
             self.on_result(measurement)
         return measurement
+
+    def _quality_plan(
+        self, checks: Sequence[Any] | None, min_pass_rate: float | str | None
+    ) -> QualityPlan | None:
+        """The checks of a ``run()`` call and of the marker, parsed (``None``: no checks)."""
+        if checks is None and (self.marker is None or not self.marker.extra):
+            return None
+        from pytest_tokrate.quality.evaluate import QualityPlan
+
+        cfg = self.session.config
+        return QualityPlan.build(
+            self.test_id, [cfg.ini, self.marker, cfg.cli], checks, min_pass_rate
+        )
+
+    def _levels(self, call: LevelLayer) -> Levels:
+        """A sweep's levels: ini < marker < ``sweep()`` call < command line < the item's
+        own parametrized level."""
+        from pytest_tokrate.core.levels import resolve_levels
+
+        ini, cli = self.session.sweep_layers or (None, None)
+        marker, item = self.level_layers
+        return resolve_levels([x for x in (ini, marker, call, cli, item) if x is not None])
 
     def sweep(
         self,
@@ -253,19 +265,15 @@ class Tokrate:
         """
         import warnings
 
-        from .levels import LevelLayer, resolve_levels
-        from .sweep import SweepWarning, run_sweep
+        from pytest_tokrate.core.levels import LevelLayer
+        from pytest_tokrate.core.sweep import SweepWarning, run_sweep
 
         settings = self._call_settings(
             "sweep", prompt, messages, rounds, warmup, timeout, cache, options, generation_options
         )
-        call_levels = LevelLayer(
-            "tokrate.sweep()", concurrency, gen_lengths, prompt_lengths, requests
+        levels = self._levels(
+            LevelLayer("tokrate.sweep()", concurrency, gen_lengths, prompt_lengths, requests)
         )
-        ini, cli = self.session.sweep_layers or (None, None)
-        marker, item = self.level_layers
-        layers = [x for x in (ini, marker, call_levels, cli, item) if x is not None]
-        levels = resolve_levels(layers)
         request = Request(
             prompt=prompt, messages=_messages(messages), system=system, format=format, raw=raw
         )

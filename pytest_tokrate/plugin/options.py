@@ -1,19 +1,19 @@
-"""The plugin's options: every --tokrate-* flag with its ini twin, and the session
-settings built from them (CLI over ini over defaults).
+"""The plugin's options: every --tokrate-* flag with its ini twin (the session settings
+read from them: :mod:`.session_config`).
 
-pytest glue; values are checked by the pure parsers in :mod:`.config` and the features'
-own modules, which load only when an option of theirs is used.
+pytest glue; values are checked by the pure parsers in :mod:`pytest_tokrate.core.settings`
+and the features' own modules, which load only when an option of theirs is used.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-from .config import (
+from pytest_tokrate.core.settings import (
     BACKENDS,
     CACHE_MODES,
     CALIBRATE_MODES,
@@ -24,19 +24,13 @@ from .config import (
     DEFAULT_TIMEOUT_S,
     DEFAULT_WARMUP,
     MISSING_MODEL_MODES,
-    Layer,
     parse_baseline_rounds,
     parse_choice,
     parse_float,
     parse_int,
-    parse_option_lines,
     parse_option_pair,
 )
-from .errors import UsageError
-from .session import SessionConfig, build_models, parse_backend, parse_missing_model
-
-if TYPE_CHECKING:
-    from .models import ModelSpec
+from pytest_tokrate.errors import UsageError
 
 
 def _argparse_type(parser: Callable[[str], object]) -> Callable[[str], object]:
@@ -58,14 +52,14 @@ def _argparse_type(parser: Callable[[str], object]) -> Callable[[str], object]:
 
 def _host_option(value: str) -> str:
     """Check a host string by Ollama's rules; keep it as given."""
-    from .hosts import parse_host
+    from pytest_tokrate.backends.hosts import parse_host
 
     parse_host(value, "--tokrate-host")
     return value
 
 
 def _server_setting_option(value: str) -> tuple[str, object]:
-    from .server_settings import parse_server_setting
+    from pytest_tokrate.backends.server_settings import parse_server_setting
 
     return parse_server_setting(value, "--tokrate-server-setting")
 
@@ -201,41 +195,21 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
 
 
 def _report_option(name: str, value: str) -> object:
-    from .report_hooks import parse_cli
+    from pytest_tokrate.plugin.reports import parse_cli
 
     return parse_cli(name, value)
 
 
 def _gate_option(name: str, value: str) -> object:
-    from .gate_options import parse_cli
+    from pytest_tokrate.gate.settings import parse_cli
 
     return parse_cli(name, value)
 
 
 def _quality_option(source: str, value: object) -> float:
-    from .checks import parse_min_pass_rate
+    from pytest_tokrate.quality.checks import parse_min_pass_rate
 
     return parse_min_pass_rate(source, value)
-
-
-def _with_quality_options(config: pytest.Config, session_config: SessionConfig) -> SessionConfig:
-    """Put the command line's and ini's minimum pass rate on their precedence layers."""
-    from dataclasses import replace
-
-    cli = config.getoption("tokrate_min_pass_rate")
-    ini_text = _ini(config, "tokrate_min_pass_rate")
-    ini = None if ini_text is None else _quality_option("ini tokrate_min_pass_rate", ini_text)
-
-    def with_rate(layer: Layer, value: object) -> Layer:
-        if value is None:
-            return layer
-        return replace(layer, extra={**(layer.extra or {}), "min_pass_rate": value})
-
-    return replace(
-        session_config,
-        cli=with_rate(session_config.cli, cli),
-        ini=with_rate(session_config.ini, ini),
-    )
 
 
 def _escape(help_text: str) -> str:
@@ -285,126 +259,9 @@ def add_options(parser: pytest.Parser) -> None:
         type="linelist",
         default=[],
     )
-    from .gate_options import add_flags
+    from pytest_tokrate.plugin.gate_options import add_flags
 
     add_flags(group, parser)
 
 
-def _ini(config: pytest.Config, name: str) -> str | None:
-    value = config.getini(name)
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _build_config(config: pytest.Config) -> SessionConfig:
-    get = config.getoption
-    backend_cli = get("tokrate_backend")
-    backend_ini = _ini(config, "tokrate_backend")
-    backend = backend_cli or (
-        parse_backend(backend_ini, "ini tokrate_backend") if backend_ini else "auto"
-    )
-    model_cli = get("tokrate_model")
-    model_ini = _ini(config, "tokrate_model")
-    source = "--tokrate-model" if model_cli is not None else "ini tokrate_model"
-    models = build_models(model_cli if model_cli is not None else model_ini, backend, source)
-    ini_options = parse_option_lines(config.getini("tokrate_options") or [], "ini tokrate_options")
-    for key, ini_name, src in (
-        ("num_predict", "tokrate_num_predict", "ini tokrate_num_predict"),
-        ("num_ctx", "tokrate_num_ctx", "ini tokrate_num_ctx"),
-    ):
-        raw = _ini(config, ini_name)
-        if raw is not None:
-            ini_options[key] = parse_option_pair(f"{key}={raw}", src)[1]
-    cli_options: dict[str, Any] = dict(get("tokrate_options") or [])
-    if get("tokrate_num_predict") is not None:
-        cli_options["num_predict"] = get("tokrate_num_predict")
-    if get("tokrate_num_ctx") is not None:
-        cli_options["num_ctx"] = get("tokrate_num_ctx")
-    ini_layer = Layer(
-        source="ini",
-        rounds=_ini(config, "tokrate_rounds"),
-        warmup=_ini(config, "tokrate_warmup"),
-        timeout=_ini(config, "tokrate_timeout"),
-        cache=_ini(config, "tokrate_cache"),
-        options=ini_options or None,
-    )
-    cli_layer = Layer(
-        source="command line",
-        rounds=get("tokrate_rounds"),
-        warmup=get("tokrate_warmup"),
-        timeout=get("tokrate_timeout"),
-        cache=get("tokrate_cache"),
-        options=cli_options or None,
-    )
-    # Validate ini values now, so a bad ini is a usage error before any test runs.
-    from .config import resolve
-
-    resolve([ini_layer, cli_layer])
-    missing = get("tokrate_missing_model") or _ini(config, "tokrate_missing_model") or "auto"
-    host = get("tokrate_host") or _ini(config, "tokrate_host")
-    return SessionConfig(
-        models=models,
-        backend=backend,
-        host=host,
-        cli=cli_layer,
-        ini=ini_layer,
-        missing_model=parse_missing_model(missing, "tokrate_missing_model"),
-        api_key_env=get("tokrate_api_key_env") or _ini(config, "tokrate_api_key_env"),
-        extra={
-            **_server_backend_settings(config, host, models),
-            "baseline_rounds": _baseline_rounds(config),
-        },
-    )
-
-
-def _baseline_rounds(config: pytest.Config) -> tuple[str, int] | None:
-    """How many rounds a test measures when baselines are written; ``None`` otherwise."""
-    spec = config.getoption("tokrate_baseline_rounds")
-    if spec is None:
-        raw = _ini(config, "tokrate_baseline_rounds")
-        source = "ini tokrate_baseline_rounds"
-        spec = parse_baseline_rounds(source, raw or DEFAULT_BASELINE_ROUNDS)
-    updating = config.getoption("tokrate_update_baselines")
-    if updating is None:
-        updating = config.getini("tokrate_update_baselines")
-    return spec if updating else None
-
-
-def _server_backend_settings(
-    config: pytest.Config, host: str | None, models: tuple[ModelSpec, ...]
-) -> dict[str, Any]:
-    """Check the server address now (a usage error, not a failing test), and gather the
-    declared server settings and the busy-retry count for the server backends."""
-    backends = {m.backend for m in models}
-    # Loaded only when there is something to check: keeps an unused plugin's start-up cheap.
-    if host is not None or backends & {"ollama", "openai"}:
-        from .hosts import check_host_settings
-
-        source = "--tokrate-host" if config.getoption("tokrate_host") else "ini tokrate_host"
-        check_host_settings(host, source, backends)
-    settings: dict[str, Any] = {}
-    ini_settings = config.getini("tokrate_server_settings") or []
-    if ini_settings:
-        from .server_settings import parse_server_settings
-
-        settings = parse_server_settings(ini_settings, "ini tokrate_server_settings")
-    settings.update(dict(config.getoption("tokrate_server_settings") or []))
-    retries = config.getoption("tokrate_busy_retries")
-    if retries is None:
-        raw = _ini(config, "tokrate_busy_retries")
-        retries = parse_int("ini tokrate_busy_retries", raw, minimum=0) if raw else 3
-    calibrate = config.getoption("tokrate_calibrate")
-    if calibrate is None:
-        raw = _ini(config, "tokrate_calibrate")
-        calibrate = parse_choice("ini tokrate_calibrate", raw, CALIBRATE_MODES) if raw else "on"
-    return {"server_settings": settings, "busy_retries": retries, "calibrate": calibrate}
-
-
-def build_config(config: pytest.Config) -> SessionConfig:
-    """The session's settings from the command line and ini (a usage error when bad)."""
-    return _with_quality_options(config, _build_config(config))
-
-
-__all__ = ["add_options", "build_config"]
+__all__ = ["add_options"]

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
-from .errors import TokrateError, UsageError
-from .levels import SWEEP_MARKER_KEYS, LevelLayer, parse_levels, resolve_levels
+from pytest_tokrate.core.levels import SWEEP_MARKER_KEYS, LevelLayer, parse_levels, resolve_levels
+from pytest_tokrate.errors import TokrateError, UsageError
 
 if TYPE_CHECKING:
-    from .fixtures import Tokrate
-    from .session import TokrateSession
+    from pytest_tokrate.plugin.fixture import Tokrate
+    from pytest_tokrate.plugin.session import TokrateSession
 
 PLUGIN_NAME = "tokrate-reports"
 WORKER_KEY = "tokrate_report"
@@ -119,7 +119,7 @@ def configure(config: pytest.Config, session: TokrateSession) -> None:
         plots_dir=_path(config, "plots", "tokrate_plots", directory=True),
     )
     if settings.plots_dir is not None:
-        from .plots import require_matplotlib
+        from pytest_tokrate.reports.plots import require_matplotlib
 
         require_matplotlib()
     config.pluginmanager.register(ReportPlugin(config, session, settings), PLUGIN_NAME)
@@ -175,7 +175,7 @@ class ReportPlugin:
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         if any("tokrate" in getattr(item, "fixturenames", ()) for item in items):
-            from .fixtures import EXTRA_MARKER_KEYS
+            from pytest_tokrate.plugin.fixture import EXTRA_MARKER_KEYS
 
             EXTRA_MARKER_KEYS.update(SWEEP_MARKER_KEYS)
 
@@ -212,14 +212,14 @@ class ReportPlugin:
         return (yield)
 
     def _record_properties(self, item: pytest.Item) -> None:
-        from .plugin import FIXTURES_KEY
+        from pytest_tokrate.plugin.keys import FIXTURES_KEY
 
         fixtures: list[Tokrate] = item.stash.get(FIXTURES_KEY, [])
         measurements = [m for f in fixtures for m in f.measurements]
         sweeps = [s for f in fixtures for s in getattr(f, "sweeps", [])]
         if not (measurements or sweeps):
             return
-        from .reporting import junit_properties
+        from pytest_tokrate.reports.document import junit_properties
 
         item.user_properties.extend(junit_properties(measurements, sweeps))
 
@@ -246,7 +246,7 @@ class ReportPlugin:
             self.worker_fragments.append(json.loads(output[WORKER_KEY]))
 
     def _fragment(self) -> dict[str, Any]:
-        from .reporting import fragment
+        from pytest_tokrate.reports.document import fragment
 
         return fragment(self.session.results, self.session.sweeps, self.tests)
 
@@ -267,7 +267,7 @@ class ReportPlugin:
         if not (local or self.worker_fragments or self.settings.any_file):
             return  # a run without tokrate tests and without reports asked for: no cost
         try:
-            from .reporting import merge_fragments
+            from pytest_tokrate.reports.document import merge_fragments
 
             self.merged = merge_fragments([self._fragment(), *self.worker_fragments])
             files, step = self._wanted(self.merged)
@@ -284,15 +284,20 @@ class ReportPlugin:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _write(self, merged: dict[str, Any], step: bool) -> None:
-        from .markdown import markdown
-        from .reporting import build_report, validate_report, write_json, write_text
-        from .telemetry import default_monitor
+        from pytest_tokrate.machine.telemetry import default_monitor
+        from pytest_tokrate.reports.document import (
+            build_report,
+            validate_report,
+            write_json,
+            write_text,
+        )
+        from pytest_tokrate.reports.markdown import markdown
 
         report = build_report(merged, default_monitor().status().to_dict())
         s = self.settings
         plot_files: list[tuple[str, Path]] = []
         if s.plots_dir is not None:
-            from .plots import write_plots
+            from pytest_tokrate.reports.plots import write_plots
 
             plotted = write_plots(report, s.plots_dir)
             plot_files = plotted.files
@@ -329,7 +334,7 @@ class ReportPlugin:
         try:
             sweeps = (self.merged or {}).get("sweeps") or []
             if sweeps:
-                from .markdown import sweep_terminal_lines
+                from pytest_tokrate.reports.terminal import sweep_terminal_lines
 
                 terminalreporter.write_sep("=", "tokrate: sweeps")
                 for line in sweep_terminal_lines(sweeps):

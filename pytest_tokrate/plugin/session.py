@@ -13,23 +13,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .config import (
+from pytest_tokrate.core.settings import (
     BACKENDS,
     MISSING_MODEL_MODES,
     Layer,
     parse_choice,
     parse_model_list,
 )
-from .errors import BackendUnavailable, UsageError
+from pytest_tokrate.errors import BackendUnavailable, UsageError
 
 if TYPE_CHECKING:
     # Types only: the plugin imports this module at start-up, which must stay cheap.
-    from .backends.base import Backend
-    from .levels import LevelLayer
-    from .models import ModelSpec
-    from .result import Measurement
-    from .sweep import SweepResult
-    from .verdict import Finding, Judge, JudgeContext
+    from pytest_tokrate.backends.base import Backend
+    from pytest_tokrate.backends.models import ModelSpec
+    from pytest_tokrate.core.findings import Finding, Judge, JudgeContext
+    from pytest_tokrate.core.levels import LevelLayer
+    from pytest_tokrate.core.result import Measurement
+    from pytest_tokrate.core.sweep_result import SweepResult
 
 BackendFactory = Callable[["ModelSpec", "SessionConfig"], "Backend"]
 
@@ -58,7 +58,7 @@ class SessionConfig:
 def build_models(value: str | None, backend: str, source: str) -> tuple[ModelSpec, ...]:
     if value is None or not str(value).strip():
         return ()
-    from .models import resolve_model
+    from pytest_tokrate.backends.models import resolve_model
 
     names = parse_model_list(str(value), source)
     specs = tuple(resolve_model(name, backend) for name in names)
@@ -96,12 +96,12 @@ def _server_kwargs(config: SessionConfig) -> dict[str, Any]:
 def default_backend_factory(spec: ModelSpec, config: SessionConfig) -> Backend:
     """Create the backend for one model (imports the engine lazily)."""
     if spec.backend == "embedded":
-        from .backends.llamacpp import LlamaCppBackend
+        from pytest_tokrate.backends.llamacpp import LlamaCppBackend
 
         return LlamaCppBackend(spec, reference=config.extra.get("calibrate", "on") != "off")
     if spec.backend == "ollama":
         try:
-            from .backends.ollama import OllamaBackend
+            from pytest_tokrate.backends.ollama import OllamaBackend
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise BackendUnavailable(
                 f"the Ollama backend needs the `ollama` package ({exc}): install it with "
@@ -110,7 +110,7 @@ def default_backend_factory(spec: ModelSpec, config: SessionConfig) -> Backend:
         return OllamaBackend(spec.name, host=config.host, **_server_kwargs(config))
     if spec.backend == "openai":
         try:
-            from .backends.openai import OpenAIBackend
+            from pytest_tokrate.backends.openai import OpenAIBackend
         except ImportError as exc:  # pragma: no cover
             raise BackendUnavailable(
                 f"the OpenAI-compatible backend needs httpx ({exc}): install it with "

@@ -10,6 +10,8 @@ Any type may be negated with a ``not-`` prefix.
 A check is defined by a dict (``{"type": "icontains", "value": "australian"}``), a bare
 type name for checks without a value (``"is-json"``), or a Python callable. Definitions
 are parsed once, before any round runs, so a bad regex or schema costs no model time.
+This module parses them into :class:`~pytest_tokrate.quality.types.Check` objects (the
+types live in :mod:`~pytest_tokrate.quality.types`) and resolves the minimum pass rate.
 
 Pure: no pytest; ``jsonschema`` is imported only when a schema check is defined.
 """
@@ -18,120 +20,22 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import CheckDefinitionError, UsageError
+from pytest_tokrate.errors import CheckDefinitionError, UsageError, did_you_mean
+from pytest_tokrate.quality.text import callable_name, short, short_repr
+from pytest_tokrate.quality.types import (
+    CHECK_TYPES,
+    DEFAULT_SCORE_THRESHOLD,
+    VALUE_HINTS,
+    Check,
+    Evaluator,
+)
 
-if TYPE_CHECKING:
-    from .measure import Sample
-
-#: Check types and whether their ``value`` is "required" or "optional".
-CHECK_TYPES: dict[str, str] = {
-    "equals": "required",
-    "contains": "required",
-    "icontains": "required",
-    "contains-any": "required",
-    "icontains-any": "required",
-    "contains-all": "required",
-    "icontains-all": "required",
-    "starts-with": "required",
-    "regex": "required",
-    "is-json": "optional",
-    "contains-json": "optional",
-    "jsonschema": "required",
-    "max-tokens": "required",
-    "min-tokens": "required",
-    "max-words": "required",
-    "min-words": "required",
-    "python": "required",
-}
 CHECK_KEYS = ("type", "value", "threshold", "name")
-DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_MIN_PASS_RATE = 1.0
-
-
-@dataclass(frozen=True)
-class RoundContext:
-    """What a ``python`` check sees besides the answer text."""
-
-    round: int  # 0-based index of the measured round
-    sample: Sample
-    prompt: str | None = None
-    system: str | None = None
-    model: str | None = None
-    test_id: str | None = None
-
-    @property
-    def output_tokens(self) -> int | None:
-        return self.sample.output_tokens
-
-    @property
-    def words(self) -> int:
-        return self.sample.words
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One check on one round: the facts found, before negation."""
-
-    ok: bool
-    reason: str
-    score: float | None = None
-
-
-Evaluator = Callable[[str, RoundContext], Verdict]
-
-
-@dataclass(frozen=True)
-class Check:
-    """A parsed check: ``kind`` without the ``not-`` prefix, ``negate`` for the prefix."""
-
-    kind: str
-    negate: bool
-    value: Any
-    label: str
-    evaluator: Evaluator = field(repr=False, compare=False)
-    threshold: float | None = None
-
-    @property
-    def type(self) -> str:
-        return f"not-{self.kind}" if self.negate else self.kind
-
-    def run(self, text: str, context: RoundContext) -> CheckResult:
-        """Evaluate on one answer; an exception fails this round only, with its text."""
-        try:
-            verdict = self.evaluator(text, context)
-        except Exception as exc:  # a user's callable may raise anything
-            return CheckResult(self.label, False, None, _exc_text(exc), error=True)
-        passed = verdict.ok != self.negate
-        return CheckResult(self.label, passed, verdict.score, verdict.reason)
-
-    def describe(self) -> dict[str, Any]:
-        value = self.value
-        if callable(value):
-            value = _callable_name(value)
-        return {"type": self.type, "value": _jsonable(value), "label": self.label}
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    check: str
-    passed: bool
-    score: float | None
-    reason: str
-    error: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "check": self.check,
-            "passed": self.passed,
-            "score": self.score,
-            "reason": self.reason,
-            "error": self.error,
-        }
 
 
 # -- parsing ---------------------------------------------------------------------------
@@ -145,7 +49,7 @@ def parse_checks(
         return []
     if isinstance(items, (str, Mapping)) or callable(items) or not isinstance(items, Sequence):
         raise CheckDefinitionError(
-            f"{where}: checks must be a list, got {_short_repr(items)}: write "
+            f"{where}: checks must be a list, got {short_repr(items)}: write "
             "checks=[{'type': 'icontains', 'value': 'paris'}]."
         )
     return [parse_check(item, f"{where}: check #{i + 1}", base_dir) for i, item in enumerate(items)]
@@ -162,13 +66,13 @@ def parse_check(item: Any, where: str, base_dir: Path | None = None) -> Check:
         spec = item
     else:
         raise CheckDefinitionError(
-            f"{where}: {_short_repr(item)} is not a check: use a dict such as "
+            f"{where}: {short_repr(item)} is not a check: use a dict such as "
             "{'type': 'contains', 'value': 'Paris'}, a type name such as 'is-json', or a "
             "callable."
         )
     unknown = [str(k) for k in spec if k not in CHECK_KEYS]
     if unknown:
-        hint = _did_you_mean(unknown[0], CHECK_KEYS)
+        hint = did_you_mean(unknown[0], CHECK_KEYS)
         raise CheckDefinitionError(
             f"{where}: unknown key(s) {', '.join(map(repr, unknown))}{hint}: "
             f"a check takes {', '.join(CHECK_KEYS)}."
@@ -176,7 +80,7 @@ def parse_check(item: Any, where: str, base_dir: Path | None = None) -> Check:
     raw_type = spec.get("type")
     if not isinstance(raw_type, str) or not raw_type:
         raise CheckDefinitionError(
-            f"{where}: {_short_repr(dict(spec))} has no 'type': add one of "
+            f"{where}: {short_repr(dict(spec))} has no 'type': add one of "
             f"{', '.join(CHECK_TYPES)} (any of them negated with 'not-')."
         )
     negate = raw_type.startswith("not-")
@@ -184,13 +88,13 @@ def parse_check(item: Any, where: str, base_dir: Path | None = None) -> Check:
     if kind not in CHECK_TYPES:
         known = [*CHECK_TYPES, *(f"not-{t}" for t in CHECK_TYPES)]
         raise CheckDefinitionError(
-            f"{where}: unknown check type {raw_type!r}{_did_you_mean(raw_type, known)}; known "
+            f"{where}: unknown check type {raw_type!r}{did_you_mean(raw_type, known)}; known "
             f"types: {', '.join(CHECK_TYPES)} (any of them negated with 'not-')."
         )
     where = f"{where} ({raw_type})"
     has_value = "value" in spec and spec["value"] is not None
     if CHECK_TYPES[kind] == "required" and not has_value:
-        raise CheckDefinitionError(f"{where}: needs a 'value'{_VALUE_HINTS.get(kind, '')}.")
+        raise CheckDefinitionError(f"{where}: needs a 'value'{VALUE_HINTS.get(kind, '')}.")
     threshold = spec.get("threshold")
     if threshold is not None:
         if kind != "python":
@@ -205,28 +109,6 @@ def parse_check(item: Any, where: str, base_dir: Path | None = None) -> Check:
     return _build(kind, negate, spec.get("value"), threshold, name, where, base_dir)
 
 
-_VALUE_HINTS = {
-    "equals": ", the expected answer",
-    "contains": ", the text to look for",
-    "icontains": ", the text to look for (any case)",
-    "contains-any": ", a list of strings",
-    "icontains-any": ", a list of strings",
-    "contains-all": ", a list of strings",
-    "icontains-all": ", a list of strings",
-    "starts-with": ", the expected start",
-    "regex": ", a Python regular expression",
-    "jsonschema": ", a JSON Schema object",
-    "max-tokens": ", a number of tokens",
-    "min-tokens": ", a number of tokens",
-    "max-words": ", a number of words",
-    "min-words": ", a number of words",
-    "python": (
-        ": a callable, 'file://checks.py:function', 'package.module:function' or an "
-        "expression using `output`"
-    ),
-}
-
-
 def _build(
     kind: str,
     negate: bool,
@@ -236,7 +118,7 @@ def _build(
     where: str,
     base_dir: Path | None,
 ) -> Check:
-    from . import matchers as m  # the evaluators, loaded with the first check
+    from pytest_tokrate.quality import matchers as m  # the evaluators, loaded with the first check
 
     evaluator: Evaluator
     if kind in ("contains", "icontains", "starts-with"):
@@ -269,13 +151,13 @@ def _build(
         evaluator = m.length(bound, kind.startswith("max"), kind.endswith("tokens"))
         shown = str(bound)
     else:  # python
-        from .pycheck import load_callable, python_evaluator
+        from pytest_tokrate.quality.pycheck import load_callable, python_evaluator
 
         func = load_callable(value, where, base_dir)
         score_at = threshold if threshold is not None else DEFAULT_SCORE_THRESHOLD
         evaluator = python_evaluator(func, score_at)
-        shown = _callable_name(func)
-    label = name or _short(f"{'not-' if negate else ''}{kind} {shown}".strip(), 70)
+        shown = callable_name(func)
+    label = name or short(f"{'not-' if negate else ''}{kind} {shown}".strip(), 70)
     return Check(kind, negate, value, label, evaluator, threshold)
 
 
@@ -288,7 +170,7 @@ def _string(value: Any, where: str) -> str:
 def _string_list(value: Any, where: str) -> list[str]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
         raise CheckDefinitionError(
-            f"{where}: value {_short_repr(value)} must be a non-empty list of strings, "
+            f"{where}: value {short_repr(value)} must be a non-empty list of strings, "
             "e.g. ['Sydney', 'Melbourne']."
         )
     return list(value)
@@ -320,7 +202,7 @@ def _regex(value: Any, where: str) -> re.Pattern[str]:
 def _schema_validator(schema: Any, where: str) -> Any:
     if not isinstance(schema, (dict, bool)):
         raise CheckDefinitionError(
-            f"{where}: the JSON Schema must be an object, got {_short_repr(schema)}."
+            f"{where}: the JSON Schema must be an object, got {short_repr(schema)}."
         )
     from jsonschema import exceptions, validators
 
@@ -334,10 +216,6 @@ def _schema_validator(schema: Any, where: str) -> Any:
             "(see https://json-schema.org/understanding-json-schema)."
         ) from None
     return cls(schema)
-
-
-def _callable_name(func: Any) -> str:
-    return str(getattr(func, "__name__", None) or func)
 
 
 # -- precedence of the minimum pass rate -----------------------------------------------
@@ -369,61 +247,8 @@ def resolve_min_pass_rate(layers: Sequence[tuple[str, object]]) -> tuple[float, 
     return rate, source
 
 
-# -- small helpers ---------------------------------------------------------------------
-
-
-def _did_you_mean(word: str, choices: Sequence[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _short(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _short_repr(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _around(text: str, at: int, length: int, margin: int = 30) -> str:
-    start, end = max(0, at - margin), min(len(text), at + length + margin)
-    snippet = " ".join(text[start:end].split())
-    return f'"{"…" if start else ""}{snippet}{"…" if end < len(text) else ""}"'
-
-
-def _list(items: Sequence[str]) -> str:
-    return ", ".join(repr(i) for i in items)
-
-
-def _exc_text(exc: BaseException) -> str:
-    message = str(exc)
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
-def _float_or_none(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-    return value
-
-
 __all__ = [
-    "CHECK_TYPES",
-    "Check",
-    "CheckResult",
-    "RoundContext",
-    "Verdict",
+    "DEFAULT_MIN_PASS_RATE",
     "parse_check",
     "parse_checks",
     "parse_min_pass_rate",

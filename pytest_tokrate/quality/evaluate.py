@@ -1,9 +1,10 @@
-"""The quality bar: checks run on every measured round, the pass rate, the verdict.
+"""The quality bar: checks run on every measured round, the pass rate, and the finding
+when it falls below the minimum.
 
-:func:`evaluate` runs parsed checks (see :mod:`pytest_tokrate.checks`) on each sample of
+:func:`evaluate` runs parsed checks (see :mod:`pytest_tokrate.quality.checks`) on each sample of
 a measurement and returns a :class:`QualityResult`, which the ``tokrate`` fixture puts on
 ``Measurement.quality``. :func:`quality_judge` turns a pass rate below the minimum into a
-failing :class:`~pytest_tokrate.verdict.Finding` whose message says which check failed,
+failing :class:`~pytest_tokrate.core.findings.Finding` whose message says which check failed,
 on which rounds, with the (shortened) answers and the reason. Pure: no pytest.
 """
 
@@ -14,22 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .checks import (
+from pytest_tokrate.core.findings import Finding, JudgeContext
+from pytest_tokrate.core.result import Measurement
+from pytest_tokrate.core.stats import wilson_interval
+from pytest_tokrate.quality.checks import (
     DEFAULT_MIN_PASS_RATE,
-    Check,
-    CheckResult,
-    RoundContext,
     parse_checks,
     resolve_min_pass_rate,
 )
-from .result import Measurement
-from .stats import wilson_interval
-from .verdict import Finding, JudgeContext
+from pytest_tokrate.quality.text import pct
+from pytest_tokrate.quality.types import Check, CheckResult, RoundContext
 
 if TYPE_CHECKING:
-    from .backends.base import Request
-    from .config import Layer
-    from .measure import Sample
+    from pytest_tokrate.backends.base import Request
+    from pytest_tokrate.core.measure import Sample
+    from pytest_tokrate.core.settings import Layer
 
 #: Distinct answers shown per failing check, and their length in characters.
 SHOWN_ANSWERS = 3
@@ -133,7 +133,7 @@ class QualityResult:
         on = f" on {model}" if model else ""
         lines = [
             f"tokrate quality{what}: {self.passed_rounds} of {self.total} rounds passed "
-            f"({_pct(self.pass_rate)}){on}; minimum {_pct(self.min_pass_rate)} "
+            f"({pct(self.pass_rate)}){on}; minimum {pct(self.min_pass_rate)} "
             f"({self.min_pass_rate_source})"
         ]
         if not self.total:
@@ -266,12 +266,6 @@ def quality_judge(measurement: Measurement, context: JudgeContext) -> list[Findi
         "min_pass_rate": quality.min_pass_rate,
     }
     return [Finding(kind="quality", severity="fail", message=message, data=data)]
-
-
-def _pct(rate: float) -> str:
-    if rate != rate:
-        return "-"
-    return f"{rate * 100:.0f}%"
 
 
 def _rounds(indexes: Any) -> str:

@@ -1,7 +1,7 @@
 """``python`` checks: user callables, ``file://`` and ``module:function`` references,
 inline expressions, and how their return values are read.
 
-Loaded by :mod:`pytest_tokrate.checks` only when a ``python`` check is defined.
+Loaded by :mod:`pytest_tokrate.quality.checks` only when a ``python`` check is defined.
 """
 
 from __future__ import annotations
@@ -16,32 +16,28 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .checks import (
-    _VALUE_HINTS,
+from pytest_tokrate.errors import CheckDefinitionError, did_you_mean
+from pytest_tokrate.quality.text import exception_text, short, short_repr
+from pytest_tokrate.quality.types import (
     DEFAULT_SCORE_THRESHOLD,
+    VALUE_HINTS,
     Evaluator,
+    Observation,
     RoundContext,
-    Verdict,
-    _did_you_mean,
-    _exc_text,
-    _float_or_none,
-    _short,
-    _short_repr,
 )
-from .errors import CheckDefinitionError
 
 
 def python_evaluator(func: Callable[..., Any], threshold: float) -> Evaluator:
     takes_context = accepts_two_args(func)
 
-    def run(text: str, context: RoundContext) -> Verdict:
+    def run(text: str, context: RoundContext) -> Observation:
         out = func(text, context) if takes_context else func(text)
         return interpret_return(out, threshold)
 
     return run
 
 
-def interpret_return(out: Any, threshold: float = DEFAULT_SCORE_THRESHOLD) -> Verdict:
+def interpret_return(out: Any, threshold: float = DEFAULT_SCORE_THRESHOLD) -> Observation:
     """What a ``python`` check may return: a bool, a score in [0, 1] (passes at
     ``threshold``), ``(bool or score, reason)``, or ``{"pass": ..., "score": ...,
     "reason": ...}``."""
@@ -55,19 +51,25 @@ def interpret_return(out: Any, threshold: float = DEFAULT_SCORE_THRESHOLD) -> Ve
         if ok is None and isinstance(score, (int, float)) and not isinstance(score, bool):
             ok = score >= threshold
         if not isinstance(ok, bool):
-            raise TypeError(f"returned {_short_repr(out)} without a boolean 'pass' or a 'score'")
-        return Verdict(ok, reason or ("passed" if ok else "failed"), _float_or_none(score))
+            raise TypeError(f"returned {short_repr(out)} without a boolean 'pass' or a 'score'")
+        return Observation(ok, reason or ("passed" if ok else "failed"), _float_or_none(score))
     if isinstance(out, bool):
-        return Verdict(out, reason or ("returned True" if out else "returned False"))
+        return Observation(out, reason or ("returned True" if out else "returned False"))
     if isinstance(out, (int, float)):
         score = float(out)
         ok = score >= threshold
         text = f"score {score:.3g} {'>=' if ok else '<'} threshold {threshold:g}"
-        return Verdict(ok, f"{reason} ({text})" if reason else text, score)
+        return Observation(ok, f"{reason} ({text})" if reason else text, score)
     raise TypeError(
-        f"returned {_short_repr(out)}: return True/False, a score from 0 to 1, "
+        f"returned {short_repr(out)}: return True/False, a score from 0 to 1, "
         "(result, reason) or {'pass': ..., 'reason': ...}"
     )
+
+
+def _float_or_none(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 # -- python callables ------------------------------------------------------------------
@@ -80,7 +82,7 @@ def load_callable(value: Any, where: str, base_dir: Path | None) -> Callable[...
     if callable(value):
         return value  # type: ignore[no-any-return]
     if not isinstance(value, str) or not value.strip():
-        raise CheckDefinitionError(f"{where}: value {value!r} must be{_VALUE_HINTS['python'][1:]}.")
+        raise CheckDefinitionError(f"{where}: value {value!r} must be{VALUE_HINTS['python'][1:]}.")
     text = value.strip()
     if text.startswith("file://"):
         return _from_file(text[len("file://") :], where, base_dir)
@@ -124,7 +126,7 @@ def _from_file(ref: str, where: str, base_dir: Path | None) -> Callable[..., Any
         except Exception as exc:
             del sys.modules[name]
             raise CheckDefinitionError(
-                f"{where}: importing {str(path)!r} failed: {_exc_text(exc)}."
+                f"{where}: importing {str(path)!r} failed: {exception_text(exc)}."
             ) from None
         _FILE_MODULES[key] = module
     return _attr(module, attr, f"file://{ref}", where)
@@ -135,7 +137,7 @@ def _attr(module: Any, attr: str, ref: str, where: str) -> Callable[..., Any]:
     if not callable(func):
         names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
         raise CheckDefinitionError(
-            f"{where}: {ref!r} names no function {attr!r}{_did_you_mean(attr, names)}."
+            f"{where}: {ref!r} names no function {attr!r}{did_you_mean(attr, names)}."
         )
     return func  # type: ignore[no-any-return]
 
@@ -155,7 +157,7 @@ def _expression(text: str, where: str) -> Callable[..., Any]:
         names = {"__builtins__": builtins, "output": output, "context": context}
         return eval(code, {**names, "json": json, "re": re})
 
-    evaluate.__name__ = _short(text, 50)
+    evaluate.__name__ = short(text, 50)
     return evaluate
 
 

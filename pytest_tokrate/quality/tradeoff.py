@@ -9,7 +9,8 @@ this module computes, per test:
 - the pass rates (Wilson 95% intervals) and the one-sided Fisher exact p-value that the
   other model passes fewer rounds than the reference (:func:`stats.fisher_exact_less`).
 
-Pure: returns rows and plain text lines; the glue prints them.
+Pure: returns rows and per-model summaries; :mod:`pytest_tokrate.reports.tradeoff`
+words them as text lines.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .result import Measurement
-from .stats import bootstrap_ratio_ci, fisher_exact_less, wilson_interval
+from pytest_tokrate.core.result import Measurement
+from pytest_tokrate.core.stats import bootstrap_ratio_ci, fisher_exact_less, wilson_interval
 
 #: p-value below which a lower pass rate is called significant in the verdict column.
 ALPHA = 0.05
@@ -171,93 +172,43 @@ def compare_models(results: Sequence[Measurement], models: Sequence[str] = ()) -
     return rows
 
 
-def tradeoff_lines(rows: Sequence[TradeoffRow]) -> list[str]:
-    """The trade-off table, then one summary line per model."""
-    if not rows:
-        return []
-    from .report import table
+@dataclass(frozen=True)
+class ModelSummary:
+    """One model against the reference over every compared test."""
 
-    header = ["test", "model", "decode tok/s ratio [95% CI]", "pass rate (ref -> model)",
-              "change", "p(worse)", "verdict"]  # fmt: skip
-    body = []
-    for r in rows:
-        body.append(
-            [
-                r.test,
-                r.model,
-                _ratio(r.ratio, r.ratio_low, r.ratio_high),
-                _passes(r.pass_ref, r.pass_other),
-                _change(r.pass_ref, r.pass_other),
-                "-" if r.p_worse is None else f"{r.p_worse:.3g}",
-                f"{r.speed_verdict}, {r.quality_verdict}",
-            ]
-        )
-    lines = table(body, header)
-    reference = rows[0].reference
-    lines.append(
-        f"reference: {reference} (the first --tokrate-model); ratio > 1 means faster than the "
-        "reference; p(worse): one-sided Fisher exact test of a lower pass rate"
-    )
-    if any(r.repeated and r.p_worse is not None for r in rows):
-        lines.append(
-            "note: some tests gave one same answer in every round (temperature 0, fixed seed): "
-            "their rounds are repeats, not independent trials, so p(worse) overstates the "
-            "evidence; judge quality across more prompts"
-        )
-    lines.extend(summary_lines(rows))
-    return lines
+    model: str
+    reference: str
+    #: Geometric mean of the per-test decode-rate ratios; None when no test had one.
+    speed_ratio: float | None
+    #: How many tests had a usable (positive, not NaN) ratio.
+    ratio_tests: int
+    #: Rounds pooled over the tests that had checks on both models; None without any.
+    pass_ref: PassCount | None
+    pass_other: PassCount | None
+    #: One-sided Fisher exact p-value that the pooled pass rate is lower.
+    p_worse: float | None
 
 
-def summary_lines(rows: Sequence[TradeoffRow]) -> list[str]:
-    """Per model: geometric mean of the speed ratios, pooled pass rates."""
+def summarize_models(rows: Sequence[TradeoffRow]) -> list[ModelSummary]:
+    """Per model, in the order of ``rows``: mean speed ratio and pooled pass rates."""
     out = []
     for model in dict.fromkeys(r.model for r in rows):
         mine = [r for r in rows if r.model == model]
         ratios = [r.ratio for r in mine if r.ratio > 0 and not math.isnan(r.ratio)]
-        speed = f"{statistics.geometric_mean(ratios):.2f}x" if ratios else "-"
-        judged = [r for r in mine if r.pass_ref is not None and r.pass_other is not None]
-        quality = "no quality checks"
-        if judged:
-            ref = PassCount(sum(r.pass_ref.passed for r in judged if r.pass_ref),
-                            sum(r.pass_ref.total for r in judged if r.pass_ref))  # fmt: skip
-            oth = PassCount(sum(r.pass_other.passed for r in judged if r.pass_other),
-                            sum(r.pass_other.total for r in judged if r.pass_other))  # fmt: skip
-            p = fisher_exact_less(oth.passed, oth.total, ref.passed, ref.total)
-            quality = (
-                f"pass rate {_pct(ref.rate)} -> {_pct(oth.rate)} "
-                f"({ref.passed}/{ref.total} -> {oth.passed}/{oth.total} rounds, "
-                f"p(worse) {p:.3g})"
-            )
-        out.append(
-            f"{model} vs {mine[0].reference}: decode speed {speed} (geometric mean over "
-            f"{len(ratios)} test(s)), {quality}"
-        )
+        speed = statistics.geometric_mean(ratios) if ratios else None
+        refs = [r.pass_ref for r in mine if r.pass_ref is not None and r.pass_other is not None]
+        others = [r.pass_other for r in mine if r.pass_ref is not None and r.pass_other is not None]
+        ref = _pooled(refs) if refs else None
+        oth = _pooled(others) if others else None
+        p_worse = None
+        if ref is not None and oth is not None:
+            p_worse = fisher_exact_less(oth.passed, oth.total, ref.passed, ref.total)
+        out.append(ModelSummary(model, mine[0].reference, speed, len(ratios), ref, oth, p_worse))
     return out
 
 
-def _ratio(ratio: float, low: float, high: float) -> str:
-    if math.isnan(ratio):
-        return "-"
-    if math.isnan(low) or math.isnan(high):
-        return f"{ratio:.2f}x"
-    return f"{ratio:.2f}x [{low:.2f}, {high:.2f}]"
-
-
-def _passes(ref: PassCount | None, other: PassCount | None) -> str:
-    if ref is None or other is None:
-        return "-"
-    return f"{ref.passed}/{ref.total} -> {other.passed}/{other.total}"
-
-
-def _change(ref: PassCount | None, other: PassCount | None) -> str:
-    if ref is None or other is None:
-        return "-"
-    points = (other.rate - ref.rate) * 100
-    return f"{points:+.0f} pp"
-
-
-def _pct(rate: float) -> str:
-    return "-" if math.isnan(rate) else f"{rate * 100:.0f}%"
+def _pooled(counts: Sequence[PassCount]) -> PassCount:
+    return PassCount(sum(c.passed for c in counts), sum(c.total for c in counts))
 
 
 def _clean(x: float) -> float | None:
@@ -265,10 +216,10 @@ def _clean(x: float) -> float | None:
 
 
 __all__ = [
+    "ModelSummary",
     "PassCount",
     "TradeoffRow",
     "compare_models",
     "comparison_key",
-    "summary_lines",
-    "tradeoff_lines",
+    "summarize_models",
 ]

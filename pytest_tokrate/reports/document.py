@@ -19,26 +19,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .errors import ReportError
+from pytest_tokrate._version import __version__
+from pytest_tokrate.core.stats import median
+from pytest_tokrate.errors import ReportError
 
 if TYPE_CHECKING:
-    from .result import Measurement
-    from .sweep import SweepResult
+    from pytest_tokrate.core.result import Measurement
+    from pytest_tokrate.core.sweep_result import SweepResult
 
 SCHEMA_VERSION = 1
-SCHEMA_FILE = Path(__file__).with_name("schemas") / "report.schema.json"
+# The JSON Schemas live in the package's top-level schemas/ folder, not under reports/.
+SCHEMA_FILE = Path(__file__).parent.parent / "schemas" / "report.schema.json"
 
 
 # -- JSON-ready pieces --------------------------------------------------------------------
-
-
-def _median(values: Iterable[float | None]) -> float | None:
-    kept = sorted(v for v in values if v is not None and not math.isnan(v))
-    if not kept:
-        return None
-    mid = len(kept) // 2
-    return kept[mid] if len(kept) % 2 else (kept[mid - 1] + kept[mid]) / 2
 
 
 def yardstick(m: Measurement) -> dict[str, Any]:
@@ -47,19 +41,19 @@ def yardstick(m: Measurement) -> dict[str, Any]:
     ``words_vs_tokens_pct`` is how far ``len(text.split())`` is from the engine's count.
     """
     samples = m.samples
-    tokens = _median(float(s.output_tokens) for s in samples if s.output_tokens is not None)
-    words = _median(float(s.words) for s in samples)
+    tokens = median(float(s.output_tokens) for s in samples if s.output_tokens is not None)
+    words = median(float(s.words) for s in samples)
     return {
         "engine_tokens": tokens,
-        "cl100k_tokens": _median(
+        "cl100k_tokens": median(
             float(s.normalized_tokens) for s in samples if s.normalized_tokens is not None
         ),
         "words": words,
-        "e2e_tps": _median(s.e2e_tps for s in samples),
-        "normalized_tps": _median(
+        "e2e_tps": median(s.e2e_tps for s in samples),
+        "normalized_tps": median(
             s.normalized_tokens / s.e2e for s in samples if s.normalized_tokens and s.e2e > 0
         ),
-        "words_per_s": _median(s.words / s.e2e for s in samples if s.e2e > 0),
+        "words_per_s": median(s.words / s.e2e for s in samples if s.e2e > 0),
         "words_vs_tokens_pct": (100.0 * (words - tokens) / tokens)
         if tokens and words is not None
         else None,
@@ -78,7 +72,7 @@ def _pass_rate(quality: Any) -> float | None:
 
 def _fingerprint(model: Mapping[str, Any], versions: Mapping[str, Any], m: Any) -> Any:
     try:
-        from . import fingerprint
+        from pytest_tokrate.machine import fingerprint
     except ImportError:  # pragma: no cover - module absent in a partial install
         return None
     env = getattr(fingerprint, "environment", None)
@@ -152,7 +146,7 @@ def merge_fragments(fragments: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def tokenizer_status() -> dict[str, Any]:
-    from .tokens import ENCODING, encoding, unavailable_reason
+    from pytest_tokrate.core.tokens import ENCODING, encoding, unavailable_reason
 
     available = encoding() is not None
     return {
@@ -163,22 +157,26 @@ def tokenizer_status() -> dict[str, Any]:
 
 
 def environment() -> dict[str, Any]:
-    import pytest
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        pytest_version: str | None = version("pytest")
+    except PackageNotFoundError:  # pragma: no cover - reports are written under pytest
+        pytest_version = None
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
-        "pytest": pytest.__version__,
+        "pytest": pytest_version,
         "args": [str(a) for a in sys.argv[1:]],
     }
 
 
 def _hardware() -> Any:
     try:
-        from .fingerprint import hardware
+        from pytest_tokrate.machine.fingerprint import hardware
     except ImportError:  # pragma: no cover
         return None
     try:

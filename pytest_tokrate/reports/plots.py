@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ReportError, UsageError
+from pytest_tokrate.errors import ReportError, UsageError
+from pytest_tokrate.reports.fmt import summary_stat
 
 PLOTS_EXTRA = '`pip install "pytest-tokrate[plots]"` (matplotlib)'
 
@@ -52,11 +53,6 @@ class PlotResult:
 
 def _base_test(test_id: str | None) -> str:
     return re.sub(r"\[.*\]$", "", test_id or "?")
-
-
-def _stat(level: Mapping[str, Any], figure: str, stat: str) -> float | None:
-    value = (level["summaries"].get(figure) or {}).get(stat)
-    return None if value is None else float(value)
 
 
 Series = dict[tuple[Any, ...], dict[int, Mapping[str, Any]]]
@@ -250,75 +246,89 @@ def write_plots(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
     except OSError as exc:
         raise ReportError(f"cannot create the plot directory {out_dir}: {exc.strerror}") from None
     result = PlotResult()
-    conc_axis = "concurrency (requests in flight)"
-    by_conc = _series(report, "concurrency", ("num_predict", "prompt_length"))
-    if by_conc:
-        path = out_dir / "latency_vs_concurrency.png"
-        _line_plot(
-            by_conc,
-            [
-                ("E2E p50", lambda lv: _stat(lv, "e2e", "p50"), "-"),
-                ("E2E p99", lambda lv: _stat(lv, "e2e", "p99"), ":"),
-                ("TTFT p50", lambda lv: _stat(lv, "ttft", "p50"), "--"),
-            ],
-            "Latency vs concurrency",
-            conc_axis,
-            "latency per request (s)",
-            path,
-        )
-        result.files.append(("Latency vs concurrency", path))
-        path = out_dir / "throughput_vs_concurrency.png"
-        _line_plot(
-            by_conc,
-            [
-                ("aggregate", lambda lv: lv.get("throughput_tps"), "-"),
-                ("per request (decode)", lambda lv: _stat(lv, "decode_tps", "median"), "--"),
-            ],
-            "Throughput vs concurrency",
-            conc_axis,
-            "output tokens/s",
-            path,
-        )
-        result.files.append(("Throughput vs concurrency", path))
-    else:
-        result.skipped.append(
-            "latency/throughput vs concurrency: no sweep with 2+ concurrency levels"
-        )
-    by_gen = _series(report, "num_predict", ("concurrency", "prompt_length"))
-    if by_gen:
-        path = out_dir / "tps_vs_gen_length.png"
-        _line_plot(
-            by_gen,
-            [
-                ("decode", lambda lv: _stat(lv, "decode_tps", "median"), "-"),
-                ("end-to-end", lambda lv: _stat(lv, "e2e_tps", "median"), "--"),
-            ],
-            "Tokens/s vs generation length",
-            "generation length (tokens requested, num_predict)",
-            "output tokens/s per request (median)",
-            path,
-        )
-        result.files.append(("Tokens/s vs generation length", path))
-    else:
-        result.skipped.append("tok/s vs generation length: no sweep with 2+ generation lengths")
-    by_prompt = _series(report, "prompt_length", ("concurrency", "num_predict"))
-    if by_prompt:
-        path = out_dir / "ttft_vs_prompt_length.png"
-        _line_plot(
-            by_prompt,
-            [("TTFT p50", lambda lv: _stat(lv, "ttft", "p50"), "-")],
-            "Time to first token vs prompt length",
-            "prompt length (cl100k tokens requested)",
-            "TTFT (s)",
-            path,
-        )
-        result.files.append(("TTFT vs prompt length", path))
+    _concurrency_plots(report, out_dir, result)
+    _gen_length_plot(report, out_dir, result)
+    _prompt_length_plot(report, out_dir, result)
     path = out_dir / "speed_vs_quality.png"
     if _quality_plot(report, path):
         result.files.append(("Speed vs quality", path))
     else:
         result.skipped.append("speed vs quality: no measurement with quality checks")
     return result
+
+
+def _concurrency_plots(report: Mapping[str, Any], out_dir: Path, result: PlotResult) -> None:
+    """Latency and throughput against requests in flight, one line per sweep."""
+    by_conc = _series(report, "concurrency", ("num_predict", "prompt_length"))
+    if not by_conc:
+        result.skipped.append(
+            "latency/throughput vs concurrency: no sweep with 2+ concurrency levels"
+        )
+        return
+    conc_axis = "concurrency (requests in flight)"
+    path = out_dir / "latency_vs_concurrency.png"
+    _line_plot(
+        by_conc,
+        [
+            ("E2E p50", lambda lv: summary_stat(lv, "e2e", "p50"), "-"),
+            ("E2E p99", lambda lv: summary_stat(lv, "e2e", "p99"), ":"),
+            ("TTFT p50", lambda lv: summary_stat(lv, "ttft", "p50"), "--"),
+        ],
+        "Latency vs concurrency",
+        conc_axis,
+        "latency per request (s)",
+        path,
+    )
+    result.files.append(("Latency vs concurrency", path))
+    path = out_dir / "throughput_vs_concurrency.png"
+    _line_plot(
+        by_conc,
+        [
+            ("aggregate", lambda lv: lv.get("throughput_tps"), "-"),
+            ("per request (decode)", lambda lv: summary_stat(lv, "decode_tps", "median"), "--"),
+        ],
+        "Throughput vs concurrency",
+        conc_axis,
+        "output tokens/s",
+        path,
+    )
+    result.files.append(("Throughput vs concurrency", path))
+
+
+def _gen_length_plot(report: Mapping[str, Any], out_dir: Path, result: PlotResult) -> None:
+    by_gen = _series(report, "num_predict", ("concurrency", "prompt_length"))
+    if not by_gen:
+        result.skipped.append("tok/s vs generation length: no sweep with 2+ generation lengths")
+        return
+    path = out_dir / "tps_vs_gen_length.png"
+    _line_plot(
+        by_gen,
+        [
+            ("decode", lambda lv: summary_stat(lv, "decode_tps", "median"), "-"),
+            ("end-to-end", lambda lv: summary_stat(lv, "e2e_tps", "median"), "--"),
+        ],
+        "Tokens/s vs generation length",
+        "generation length (tokens requested, num_predict)",
+        "output tokens/s per request (median)",
+        path,
+    )
+    result.files.append(("Tokens/s vs generation length", path))
+
+
+def _prompt_length_plot(report: Mapping[str, Any], out_dir: Path, result: PlotResult) -> None:
+    by_prompt = _series(report, "prompt_length", ("concurrency", "num_predict"))
+    if not by_prompt:
+        return
+    path = out_dir / "ttft_vs_prompt_length.png"
+    _line_plot(
+        by_prompt,
+        [("TTFT p50", lambda lv: summary_stat(lv, "ttft", "p50"), "-")],
+        "Time to first token vs prompt length",
+        "prompt length (cl100k tokens requested)",
+        "TTFT (s)",
+        path,
+    )
+    result.files.append(("TTFT vs prompt length", path))
 
 
 __all__ = ["PlotResult", "quality_points", "require_matplotlib", "write_plots"]

@@ -1,21 +1,19 @@
-"""Turning measurements into text: the terminal table at the end of a run.
+"""Turning measurements into text: the terminal tables at the end of a run.
 
+The per-test table and the token yardstick are drawn from live measurements; the sweep
+table from the report dictionary (the controller of an xdist run holds only that).
 Pure: returns plain strings; the glue writes them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-from .result import Measurement
-from .stats import Summary
-
-
-def fmt_value(x: float, scale: float = 1.0, digits: int = 1) -> str:
-    if x is None or math.isnan(x):
-        return "-"
-    return f"{x * scale:.{digits}f}"
+from pytest_tokrate.core.result import Measurement
+from pytest_tokrate.core.stats import Summary
+from pytest_tokrate.reports.fmt import entry_name, labelled_name, number, summary_stat
 
 
 def fmt_summary(s: Summary, scale: float = 1.0, digits: int = 1) -> str:
@@ -23,8 +21,8 @@ def fmt_summary(s: Summary, scale: float = 1.0, digits: int = 1) -> str:
     if s.n == 0:
         return "-"
     if s.n == 1:
-        return fmt_value(s.median, scale, digits)
-    return f"{fmt_value(s.median, scale, digits)} ±{fmt_value(s.stdev, scale, digits)}"
+        return number(s.median, scale, digits)
+    return f"{number(s.median, scale, digits)} ±{number(s.stdev, scale, digits)}"
 
 
 COLUMNS: tuple[tuple[str, Callable[[Measurement], str]], ...] = (
@@ -39,10 +37,7 @@ COLUMNS: tuple[tuple[str, Callable[[Measurement], str]], ...] = (
 
 
 def _name(m: Measurement) -> str:
-    name = m.test_id or "?"
-    if m.label:
-        name += f" ({m.label})"
-    return name
+    return labelled_name(m.test_id, m.label)
 
 
 def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> list[str]:
@@ -107,9 +102,9 @@ def yardstick_lines(results: Sequence[Measurement]) -> list[str]:
             [
                 _name(m),
                 m.model.name,
-                fmt_value(out, digits=0),
-                fmt_value(norm, digits=0),
-                fmt_value(words, digits=0),
+                number(out, digits=0),
+                number(norm, digits=0),
+                number(words, digits=0),
                 _ratio(words, out),
                 fmt_summary(m.e2e_tps),
                 fmt_summary(m.normalized_tps),
@@ -129,4 +124,36 @@ def yardstick_lines(results: Sequence[Measurement]) -> list[str]:
     return out_lines
 
 
-__all__ = ["fmt_summary", "table", "terminal_lines", "yardstick_lines"]
+def sweep_terminal_lines(sweeps: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One block per sweep (report entries): a row per level, then its notes and errors."""
+    header = [
+        "level", "ok", "err", "TTFT p50 ms", "TTFT p99 ms", "E2E p50 ms", "E2E p99 ms",
+        "tok/s/req", "agg tok/s", "agg cl100k/s",
+    ]  # fmt: skip
+    lines: list[str] = []
+    for sweep in sweeps:
+        lines.append(f"{entry_name(sweep)} on {sweep['model']['name']}")
+        rows = [
+            [
+                lv["name"],
+                str(lv["completed"]),
+                str(lv["failed"]),
+                number(summary_stat(lv, "ttft", "p50"), 1000, 0),
+                number(summary_stat(lv, "ttft", "p99"), 1000, 0),
+                number(summary_stat(lv, "e2e", "p50"), 1000, 0),
+                number(summary_stat(lv, "e2e", "p99"), 1000, 0),
+                number(summary_stat(lv, "decode_tps", "median")),
+                number(lv["throughput_tps"]),
+                number(lv["normalized_throughput_tps"]),
+            ]
+            for lv in sweep["levels"]
+        ]
+        lines += ["  " + line for line in table(rows, header)]
+        lines += [f"  note: {n}" for n in sweep["notes"]]
+        for lv in sweep["levels"]:
+            for err in lv["errors"]:
+                lines.append(f"  errors at {lv['name']}: {err['count']} x {err['message']}")
+    return lines
+
+
+__all__ = ["fmt_summary", "sweep_terminal_lines", "table", "terminal_lines", "yardstick_lines"]

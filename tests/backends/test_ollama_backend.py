@@ -10,9 +10,11 @@ import pytest
 from standin import OllamaStandin
 
 from pytest_tokrate.backends.base import Message, Request
+from pytest_tokrate.backends.http import backoff_delays
 from pytest_tokrate.backends.llamacpp import LlamaCppBackend
 from pytest_tokrate.backends.models import resolve_model
-from pytest_tokrate.backends.ollama import OllamaBackend, backoff_delays, canonical_name
+from pytest_tokrate.backends.ollama import OllamaBackend
+from pytest_tokrate.backends.ollama_facts import canonical_name
 from pytest_tokrate.core.runner import Runner
 from pytest_tokrate.core.settings import RunSettings
 from pytest_tokrate.errors import (

@@ -1,4 +1,4 @@
-"""The options table in README.md says what ``pytest --help`` says.
+"""The options table in docs/options.md says what ``pytest --help`` says.
 
 When this fails, regenerate the table with ``python scripts/options_table.py --write``.
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-FIX = "README options table is stale: run `python scripts/options_table.py --write`"
+OPTIONS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "options.md"
+FIX = "docs/options.md options table is stale: run `python scripts/options_table.py --write`"
 
 
 def squash(text: str) -> str:
@@ -22,9 +22,9 @@ def squash(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
-def readme_rows() -> dict[str, tuple[str | None, str]]:
+def table_rows() -> dict[str, tuple[str | None, str]]:
     rows: dict[str, tuple[str | None, str]] = {}
-    for line in README.read_text().splitlines():
+    for line in OPTIONS_PAGE.read_text().splitlines():
         m = re.match(r"^\| `(--tokrate-[a-z0-9-]+)[^`]*` \| (`(\w+)`|-) \| (.*) \|$", line)
         if m:
             rows[m.group(1)] = (m.group(3), m.group(4).replace("\\|", "|"))
@@ -66,18 +66,18 @@ def pytest_help(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str
     return help_sections(out.stdout)
 
 
-def test_every_option_is_in_the_readme_and_no_other(
+def test_every_option_is_in_the_table_and_no_other(
     pytest_help: tuple[dict[str, str], dict[str, str]],
 ) -> None:
     flags, _ = pytest_help
     assert flags, "no --tokrate-* option found in pytest --help"
-    rows = readme_rows()
+    rows = table_rows()
     assert sorted(rows) == sorted(flags), FIX
 
 
 def test_help_texts_match(pytest_help: tuple[dict[str, str], dict[str, str]]) -> None:
     flags, _ = pytest_help
-    rows = readme_rows()
+    rows = table_rows()
     stale = [
         flag for flag in flags if flag in rows and squash(rows[flag][1]) != squash(flags[flag])
     ]
@@ -86,7 +86,7 @@ def test_help_texts_match(pytest_help: tuple[dict[str, str], dict[str, str]]) ->
 
 def test_ini_names_match(pytest_help: tuple[dict[str, str], dict[str, str]]) -> None:
     _, inis = pytest_help
-    rows = readme_rows()
+    rows = table_rows()
     listed = {ini for ini, _ in rows.values() if ini}
     unknown = listed - set(inis)
     assert not unknown, f"{FIX} (ini names not in pytest --help: {sorted(unknown)})"

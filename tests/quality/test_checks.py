@@ -13,7 +13,8 @@ import pytest
 
 from pytest_tokrate.core.measure import Sample
 from pytest_tokrate.errors import CheckDefinitionError
-from pytest_tokrate.quality.checks import CHECK_TYPES, RoundContext, parse_check, parse_checks
+from pytest_tokrate.quality.checks import parse_check, parse_checks
+from pytest_tokrate.quality.types import CHECK_TYPES, RoundContext
 
 
 def sample(text: str, index: int = 0, tokens: int | None = None) -> Sample:

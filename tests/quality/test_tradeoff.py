@@ -24,8 +24,8 @@ from pytest_tokrate.quality.tradeoff import (
     _drop_param,
     compare_models,
     comparison_key,
-    tradeoff_lines,
 )
+from pytest_tokrate.reports.tradeoff import tradeoff_lines
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_tokrate.backends.base import Request
-from pytest_tokrate.backends.llamacpp import FTYPE_NAMES, LlamaCppBackend
+from pytest_tokrate.backends.gguf import FTYPE_NAMES
+from pytest_tokrate.backends.llamacpp import LlamaCppBackend
 from pytest_tokrate.backends.models import ModelSpec, resolve_model
 from pytest_tokrate.core.measure import EngineReport, TextChunk
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from pytest_tokrate.core.result import FIGURES
-from pytest_tokrate.quality.checks import CHECK_TYPES
-from pytest_tokrate.quality.suite import SuiteError, load_suite, suite_schema
+from pytest_tokrate.quality.suite import SuiteError, load_suite
+from pytest_tokrate.quality.suite_schema import suite_schema
+from pytest_tokrate.quality.types import CHECK_TYPES
 
 MODEL = (
     "--tokrate-model=smollm2",

@@ -1,0 +1,3 @@
+"""The regression gate: the statistical rule, its wording as findings, and the baseline store with
+its records. No pytest.
+"""

@@ -1,0 +1,298 @@
+"""The gate's update mode (``--tokrate-update-baselines``): the baseline documents queued
+during the run, sent by xdist workers to the controller, written at session end under
+the directory lock, and the baselines no test uses pruned.
+
+Glue driven by :class:`~pytest_tokrate.plugin.gate.BaselineGate`; the files themselves
+are built, validated and saved by :mod:`pytest_tokrate.gate.store`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_tokrate.errors import TokrateError, UsageError
+from pytest_tokrate.plugin.gate_options import GateOptions
+
+if TYPE_CHECKING:
+    from pytest_tokrate.backends.models import ModelSpec
+    from pytest_tokrate.gate.store import Baseline
+
+#: Key of a worker's pending documents in ``config.workeroutput`` (xdist).
+WORKER_KEY = "tokrate_baselines"
+
+
+def check_update_allowed(options: GateOptions) -> None:
+    """Refuse (a usage error) to write baselines in CI unless forced, or where the
+    baseline directory cannot be written."""
+    if os.environ.get("CI") and not options.force:
+        raise UsageError(
+            "--tokrate-update-baselines: refusing to write baselines because the CI "
+            f"environment variable is set (CI={os.environ['CI']!r}): record baselines on "
+            "a developer machine and commit them, or pass --tokrate-force-update."
+        )
+    probe = options.root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"--tokrate-update-baselines: cannot write baselines to {options.root} "
+            f"({probe} is not a writable directory): fix its permissions or choose "
+            "another directory with --tokrate-baseline-dir."
+        )
+
+
+def _recorded_busy(run: Mapping[str, Any]) -> bool:
+    """Whether a run was measured on a machine too busy to judge it (see ``busy_reason``)."""
+    from pytest_tokrate.machine.calibration import reference_rates
+    from pytest_tokrate.machine.load import BUSY_SHARE, WAIT_SHARE
+
+    if reference_rates(run):
+        return (run.get("wait_share") or 0) > WAIT_SHARE
+    return (run.get("busy_share") or 0) > BUSY_SHARE
+
+
+@dataclass
+class Pending:
+    """Baseline documents collected for writing (filled by the judge, merged from workers)."""
+
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # test@env -> document
+    known_ids: set[str] = field(default_factory=set)
+    deselected: int = 0
+    collect_errors: int = 0
+    failed: set[str] = field(default_factory=set)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "files": self.files,
+                "known_ids": sorted(self.known_ids),
+                "deselected": self.deselected,
+                "collect_errors": self.collect_errors,
+                "failed": sorted(self.failed),
+            }
+        )
+
+    def merge_json(self, text: str) -> None:
+        data = json.loads(text)
+        self.files.update(data["files"])
+        self.known_ids.update(data["known_ids"])
+        self.deselected = max(self.deselected, int(data["deselected"]))
+        self.collect_errors += int(data["collect_errors"])
+        self.failed.update(data["failed"])
+
+    def queue(
+        self, test_id: str, env: str, fingerprint: Mapping[str, Any], key: str, record: Any
+    ) -> None:
+        """Add one run of a test to its baseline document."""
+        doc = self.files.setdefault(
+            f"{test_id}@{env}",
+            {"test_id": test_id, "env": env, "fingerprint": fingerprint, "runs": {}},
+        )
+        doc["runs"][key] = record
+
+
+class XdistHooks:
+    """Controller side under pytest-xdist: workers send what they measured; only the
+    controller writes. Registered only when xdist is active."""
+
+    def __init__(self, pending: Pending) -> None:
+        self.pending = pending
+
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        raw = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+        if raw:
+            self.pending.merge_json(raw)
+
+
+class BaselineWriter:
+    """Writes the pending documents at session end and says what it did: ``lines`` for
+    the terminal summary, ``errors`` that fail the run."""
+
+    def __init__(
+        self, config: pytest.Config, options: GateOptions, models: tuple[ModelSpec, ...]
+    ) -> None:
+        self.config = config
+        self.options = options
+        self.models = models
+        self.pending = Pending()
+        self.lines: list[str] = []
+        self.errors: list[str] = []
+
+    def finish(self, session: pytest.Session, exitstatus: int) -> None:
+        """A worker hands its documents to the controller; the controller writes them,
+        and an error turns a passing exit status into "tests failed"."""
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[WORKER_KEY] = self.pending.to_json()
+            return
+        try:
+            self.write(session, exitstatus)
+        except TokrateError as exc:
+            self.errors.append(str(exc))
+        if self.errors and session.exitstatus in (
+            pytest.ExitCode.OK,
+            pytest.ExitCode.NO_TESTS_COLLECTED,
+        ):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def write(self, session: pytest.Session, exitstatus: int) -> None:
+        from pytest_tokrate.gate import store as baselines
+
+        pending, display = self.pending, self.options.display
+        docs = [d for d in pending.files.values() if d["test_id"] not in pending.failed]
+        skipped = sorted({d["test_id"] for d in pending.files.values()} & pending.failed)
+        root = self.options.root
+        lock = baselines.DirectoryLock(
+            root, timeout_s=baselines.LOCK_TIMEOUT_S, on_wait=self._say_waiting
+        )
+        with lock:
+            if lock.waited_s:
+                self.lines.append(
+                    f"waited {lock.waited_s:.1f} s for another process updating the baselines "
+                    f"in {display(root)}/, then wrote after it"
+                )
+            self._remove_leftovers()
+            self._write_docs(docs)
+            busy = sorted(
+                d["test_id"] for d in docs if any(map(_recorded_busy, d["runs"].values()))
+            )
+            if busy:
+                self.lines.append(
+                    f"warning: other processes kept the CPU busy while {len(busy)} of these were "
+                    "recorded (see --tokrate-other-load); their speed figures are suspect, "
+                    "record them again on a quiet machine: " + ", ".join(busy)
+                )
+            if skipped:
+                self.lines.append(
+                    f"not written, the test failed: {', '.join(skipped)} (fix it, then update)"
+                )
+            self._unused(session, exitstatus)
+
+    def _remove_leftovers(self) -> None:
+        from pytest_tokrate.gate.store import leftover_temp_files
+
+        # Every write happens under the lock, so temporary files seen now were left by an
+        # update that was killed between writing and renaming.
+        leftovers = leftover_temp_files(self.options.root)
+        for leftover in leftovers:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        if leftovers:
+            self.lines.append(
+                f"removed {len(leftovers)} temporary file(s) left by an interrupted update"
+            )
+
+    def _write_docs(self, docs: list[dict[str, Any]]) -> None:
+        from pytest_tokrate.gate import store as baselines
+
+        root, display = self.options.root, self.options.display
+        written: list[str] = []
+        for doc in sorted(docs, key=lambda d: (d["test_id"], d["env"])):
+            path = baselines.baseline_path(root, doc["test_id"], doc["env"])
+            data = baselines.build(doc["test_id"], doc["env"], doc["fingerprint"], doc["runs"])
+            try:
+                baselines.save(path, data, replace_invalid=self.options.force)
+            except TokrateError as exc:
+                self.errors.append(str(exc))
+                continue
+            written.append(display(path))
+        self.lines.append(
+            f"wrote {len(written)} baseline file(s) to {display(root)}/"
+            + ("" if written else " (no tokrate test passed)")
+        )
+        self.lines.extend(f"  {w}" for w in written)
+
+    def _say_waiting(self) -> None:
+        """Said at once, not in the summary: the run seems to hang while it waits."""
+        from pytest_tokrate.gate.store import LOCK_TIMEOUT_S
+
+        message = (
+            "tokrate: another process is updating the baselines in "
+            f"{self.options.display(self.options.root)}/: "
+            f"waiting for it to finish (up to {LOCK_TIMEOUT_S:g} s) ..."
+        )
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("")  # ends the progress line ("... [100%]") first
+            reporter.write_line(message)
+        else:  # pragma: no cover - -p no:terminal
+            import sys
+
+            print(message, file=sys.stderr, flush=True)
+
+    def _partial_reason(self, session: pytest.Session, exitstatus: int) -> str | None:
+        """Why this run did not see every test, so unused baselines must be kept."""
+        pending = self.pending
+        if pending.deselected:
+            return f"{pending.deselected} test(s) were deselected (-k, -m, --lf, ...)"
+        if pending.collect_errors:
+            return f"{pending.collect_errors} collection error(s)"
+        if session.shouldstop or session.shouldfail or exitstatus == pytest.ExitCode.INTERRUPTED:
+            return "the run stopped early"
+        if any("::" in str(arg) for arg in self.config.args):
+            return "single tests were selected on the command line"
+        return None
+
+    def _under_args(self, test_id: str) -> bool:
+        module = (self.options.rootpath / test_id.partition("::")[0]).resolve()
+        for arg in self.config.args:
+            target = (Path(self.config.invocation_params.dir) / str(arg)).resolve()
+            if module == target or target in module.parents:
+                return True
+        return False
+
+    def _find_unused(self) -> list[Baseline]:
+        """Baselines of this session's environments and models that no collected test
+        uses, in modules that ran or no longer exist."""
+        from pytest_tokrate.gate import store as baselines
+
+        envs = {self.options.env_for(m.backend) for m in self.models}
+        models = {m.name for m in self.models}
+        known = self.pending.known_ids
+        modules = {k.partition("::")[0] for k in known}
+        found, invalid = baselines.scan(self.options.root)
+        for error in invalid:
+            self.lines.append(f"invalid baseline left as it is: {error}")
+        unused: list[Baseline] = []
+        for b in found:
+            if b.environment not in envs or b.model not in models or b.test_id in known:
+                continue
+            module = b.test_id.partition("::")[0]
+            if module in modules or not (self.options.rootpath / module).exists():
+                unused.append(b)
+        return unused
+
+    def _unused(self, session: pytest.Session, exitstatus: int) -> None:
+        unused = self._find_unused()
+        if not unused:
+            return
+        display = self.options.display
+        reason = self._partial_reason(session, exitstatus)
+        removable = [b for b in unused if reason is None and self._under_args(b.test_id)]
+        for b in removable:
+            try:
+                b.path.unlink()
+            except OSError as exc:
+                self.errors.append(f"cannot remove unused baseline {b.path}: {exc.strerror}")
+        kept = [b for b in unused if b not in removable]
+        if removable:
+            self.lines.append(f"removed {len(removable)} baseline(s) no test uses:")
+            self.lines.extend(f"  {display(b.path)} ({b.test_id})" for b in removable)
+        if kept:
+            why = reason or "their tests lie outside the paths given to pytest"
+            self.lines.append(
+                f"{len(kept)} baseline(s) no test used, kept because {why}; run the whole "
+                "suite with --tokrate-update-baselines to remove them:"
+            )
+            self.lines.extend(f"  {display(b.path)} ({b.test_id})" for b in kept)
+
+
+__all__ = ["WORKER_KEY", "BaselineWriter", "Pending", "XdistHooks", "check_update_allowed"]

@@ -1,0 +1,3 @@
+"""Reports of a run: terminal tables, the JSON document, the Markdown summary and plots.
+No pytest.
+"""
