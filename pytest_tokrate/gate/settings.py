@@ -19,7 +19,11 @@ if TYPE_CHECKING:
 
 #: Keyword arguments of ``@pytest.mark.tokrate`` that belong to the gate.
 MARKER_KEYS = frozenset({"tolerance", "gate", "gate_metrics", "min_decode_tokens"})
-_ENV_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: A baseline environment: it is part of every baseline file's name (``test@ENV.json``),
+#: so it starts with a letter or digit (never ``.``, ``..``, ``_``, which
+#: ``gate.files`` would rewrite to one shared ``_``) and does not end with ``.`` (a
+#: trailing dot is dropped from file names, so ``ci.`` would share ``ci``'s file).
+_ENV_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9_-])?")
 
 
 def parse_env_name(value: object, source: str = "--tokrate-baseline-env") -> str:
@@ -27,7 +31,8 @@ def parse_env_name(value: object, source: str = "--tokrate-baseline-env") -> str
     if not _ENV_NAME.fullmatch(text):
         raise UsageError(
             f"{source}: invalid value {value!r}: expected a short name of letters, digits, "
-            "'.', '_' and '-', e.g. ci-2cpu."
+            "'.', '_' and '-' (at most 64) that starts with a letter or digit and does not "
+            "end with '.', e.g. ci-2cpu."
         )
     return text
 

@@ -182,6 +182,7 @@ class Tokrate:
         judged on every measured round (with the marker's checks); the test fails when
         the pass rate is below ``min_pass_rate`` (default: every round must pass).
         """
+        run_label = self._run_label(label)  # before any round: a duplicate loses a run
         settings = self._call_settings(
             "run", prompt, messages, rounds, warmup, timeout, cache, options, generation_options
         )
@@ -199,9 +200,7 @@ class Tokrate:
             repeat = benchbridge.pedantic_repeat(benchmark)
             measurement = runner.run(request, settings, repeat=repeat)
         measurement.test_id = self.test_id
-        measurement.label = label or (
-            f"run {len(self.measurements) + 1}" if self.measurements else None
-        )
+        measurement.label = run_label
         if quality is not None:
             measurement.quality = quality.evaluate(measurement, request)
         if benchmark is not None:
@@ -211,6 +210,30 @@ class Tokrate:
         if self.on_result is not None:
             self.on_result(measurement)
         return measurement
+
+    def _run_label(self, label: str | None) -> str | None:
+        """The label of the next ``run()``: ``label``, else ``run N`` for the N-th run (none
+        for a first unlabeled run, which baselines and reports key as ``run 1``).
+
+        Baselines and reports keep one run per key, so a key already taken by an earlier
+        run of this test on this model is refused rather than overwritten.
+        """
+        auto = f"run {len(self.measurements) + 1}"
+        chosen = label or (auto if self.measurements else None)
+        key = str(chosen or "run 1")  # as gate.records keys a run
+        taken = {str(m.label or "run 1") for m in self.measurements}
+        if key not in taken:
+            return chosen
+        if label:
+            raise UsageError(
+                f"tokrate.run: label {label!r} is already used by an earlier run in this "
+                "test: give each run its own label."
+            )
+        raise UsageError(
+            f"tokrate.run: this run's automatic label {key!r} is already used by an earlier "
+            f"run's label={key!r} in this test: give this run its own label=, or rename "
+            "the earlier one."
+        )
 
     def _quality_plan(
         self, checks: Sequence[Any] | None, min_pass_rate: float | str | None
