@@ -63,13 +63,18 @@ class ReportSettings(NamedTuple):
 
 def _check_writable(path: Path, setting: str, directory: bool) -> Path:
     """The nearest existing ancestor must be a writable directory; the path itself, if it
-    exists, must be of the right kind. Nothing is created here."""
-    path = path.resolve()
+    exists, must be of the right kind. Nothing is created here.
+
+    Links are not resolved: ``/dev/stdout`` or a link to a shared file is written
+    through, never replaced by a new file (see ``reports.document.write_bytes``)."""
+    path = Path(os.path.abspath(path))
     if path.exists() and path.is_dir() != directory:
         kind = "a directory" if directory else "a file"
         raise UsageError(
             f"{setting}={path}: the path exists and is not {kind}: choose another path."
         )
+    if not directory and path.exists() and os.access(path, os.W_OK):
+        return path  # an existing file, device or link we may write to
     probe = path if directory and path.exists() else path.parent
     while not probe.exists():
         probe = probe.parent

@@ -16,17 +16,16 @@ no change to the process-wide backend).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import os
+import io
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_tokrate.errors import ReportError, UsageError
+from pytest_tokrate.reports.document import write_bytes
 from pytest_tokrate.reports.fmt import summary_stat
 
 PLOTS_EXTRA = '`pip install "pytest-tokrate[plots]"` (matplotlib)'
@@ -121,16 +120,10 @@ def _log2_x(ax: Any, xs: Sequence[int]) -> None:
 
 
 def _save(fig: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.tight_layout()
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise ReportError(f"cannot write the plot {path}: {exc.strerror or exc}") from None
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    write_bytes(path, buffer.getvalue(), what=f"the plot {path}")
 
 
 Line = tuple[str, Callable[[Mapping[str, Any]], float | None], str]
