@@ -249,9 +249,11 @@ class BaselineWriter:
                 return True
         return False
 
-    def _find_unused(self) -> list[Baseline]:
+    def _find_unused(self) -> tuple[list[Baseline], list[Baseline]]:
         """Baselines of this session's environments and models that no collected test
-        uses, in modules that ran or no longer exist."""
+        uses: those of modules that ran (this project's, safe to prune), and those whose
+        module is not in this project (a baseline directory shared by several projects
+        holds them too: never pruned, only listed)."""
         from pytest_tokrate.gate import store as baselines
 
         envs = {self.options.env_for(m.backend) for m in self.models}
@@ -262,16 +264,26 @@ class BaselineWriter:
         for error in invalid:
             self.lines.append(f"invalid baseline left as it is: {error}")
         unused: list[Baseline] = []
+        foreign: list[Baseline] = []
         for b in found:
             if b.environment not in envs or b.model not in models or b.test_id in known:
                 continue
             module = b.test_id.partition("::")[0]
-            if module in modules or not (self.options.rootpath / module).exists():
+            if module in modules:
                 unused.append(b)
-        return unused
+            elif not (self.options.rootpath / module).exists():
+                foreign.append(b)
+        return unused, foreign
 
     def _unused(self, session: pytest.Session, exitstatus: int) -> None:
-        unused = self._find_unused()
+        unused, foreign = self._find_unused()
+        if foreign:
+            self.lines.append(
+                f"{len(foreign)} baseline(s) of test files not in this project, kept (a shared "
+                "baseline directory holds other projects' baselines too; delete them by hand "
+                "if a test file of this project was removed):"
+            )
+            self.lines.extend(f"  {self.options.display(b.path)} ({b.test_id})" for b in foreign)
         if not unused:
             return
         display = self.options.display

@@ -126,3 +126,37 @@ def test_two(tokrate):
         "long",
         "run 3",
     ]
+
+
+SHARED_TEST = """
+def test_x(tokrate):
+    tokrate.run('Hi', rounds=1, warmup=0, num_predict=2)
+"""
+
+
+def test_updating_one_project_keeps_another_projects_baselines_in_a_shared_dir(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    common = pytester.path / "common"
+    results = {}
+    for name in ("a", "b"):
+        project = pytester.path / name
+        project.mkdir()
+        (project / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+        (project / f"test_{name}.py").write_text(SHARED_TEST, encoding="utf-8")
+        monkeypatch.chdir(project)
+        results[name] = pytester.runpytest(
+            *MODEL,
+            "--tokrate-update-baselines",
+            "--tokrate-baseline-rounds=1x",
+            f"--tokrate-baseline-dir={common}",
+        )
+        results[name].assert_outcomes(passed=1)
+    files = sorted(p.relative_to(common).as_posix() for p in common.rglob("*.json"))
+    assert files == [
+        "test_a/test_x[smollm2]@embedded.json",
+        "test_b/test_x[smollm2]@embedded.json",
+    ]
+    out = output(results["b"])
+    assert "1 baseline(s) of test files not in this project, kept" in out
+    assert "test_a.py::test_x[smollm2]" in out and "baseline(s) no test uses" not in out
