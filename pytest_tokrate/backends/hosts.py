@@ -16,6 +16,13 @@ Unlike the client, which turns any string into *some* URL, we refuse what cannot
 meant: an unknown scheme, a bad or out-of-range port, spaces, a query string, embedded
 credentials. Surrounding spaces and quotes are stripped (as Ollama's server does for
 ``OLLAMA_HOST``).
+
+A pasted endpoint URL is reduced to the address the backend wants, since the backend
+appends the endpoint itself: for Ollama a trailing ``/api/chat``, ``/api/generate``, ...
+is dropped (``box:11434/ollama/api/chat`` means ``http://box:11434/ollama``); for an
+OpenAI-compatible server a trailing ``/chat/completions``, ``/completions`` or
+``/models`` is dropped before ``/v1`` is added (``http://x:8080/v1/chat/completions``
+means ``http://x:8080/v1``). Any other path is kept: it is a prefix behind a proxy.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pytest_tokrate.errors import UsageError
 
@@ -32,6 +39,9 @@ OLLAMA_DEFAULT_PORT = 11434
 OPENAI_DEFAULT_PORT = 8080
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _VERSION_PATH = re.compile(r"/v\d+$")
+#: Endpoints the backends append themselves; a host ending in one was pasted in full.
+_OLLAMA_ENDPOINT = re.compile(r"/api/(?:chat|generate|embed|embeddings|tags|show|ps|version)$")
+_OPENAI_ENDPOINT = re.compile(r"/(?:chat/completions|completions|models)$")
 _Bad = Callable[[str], UsageError]
 
 
@@ -147,19 +157,26 @@ def resolve_ollama_host(
     """The Ollama address and where it came from: the option, else ``OLLAMA_HOST``."""
     env = os.environ if environ is None else environ
     if explicit is not None and _strip(explicit):
-        return parse_host(explicit, "--tokrate-host"), "--tokrate-host"
+        return _ollama_root(parse_host(explicit, "--tokrate-host")), "--tokrate-host"
     value = env.get("OLLAMA_HOST")
     if value is not None and _strip(value):
-        return parse_host(value, "OLLAMA_HOST"), "OLLAMA_HOST"
+        return _ollama_root(parse_host(value, "OLLAMA_HOST")), "OLLAMA_HOST"
     return parse_host(None), "default"
+
+
+def _ollama_root(host: Host) -> Host:
+    """The server root (any proxy prefix kept) of a host pasted with an ``/api/...`` endpoint:
+    the client appends ``/api/chat`` itself, so ``.../api/chat`` would be asked twice."""
+    return replace(host, path=_OLLAMA_ENDPOINT.sub("", host.path))
 
 
 def resolve_openai_base(
     explicit: str | None, environ: Mapping[str, str] | None = None
 ) -> tuple[Host, str]:
     """Base URL of an OpenAI-compatible server: the option, else ``OPENAI_BASE_URL``, else
-    llama-server's default ``http://127.0.0.1:8080``; ``/v1`` is appended unless the path
-    already ends in a version segment (``/v1``, ``/api/v1``, ...)."""
+    llama-server's default ``http://127.0.0.1:8080``. A trailing endpoint (``/chat/completions``,
+    ``/completions``, ``/models``) is dropped, then ``/v1`` is appended unless the path
+    already ends in a version segment (``/v1``, ``/api/v1``, ...); other paths are kept."""
     env = os.environ if environ is None else environ
     source = "--tokrate-host"
     value = explicit
@@ -168,9 +185,10 @@ def resolve_openai_base(
         if value is None or not _strip(value):
             value, source = None, "default"
     host = parse_host(value, source, default_port=OPENAI_DEFAULT_PORT)
-    if not _VERSION_PATH.search(host.path):
-        host = Host(host.scheme, host.host, host.port, host.path + "/v1")
-    return host, source
+    path = _OPENAI_ENDPOINT.sub("", host.path)
+    if not _VERSION_PATH.search(path):
+        path += "/v1"
+    return replace(host, path=path), source
 
 
 def check_host_settings(

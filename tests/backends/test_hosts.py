@@ -103,6 +103,73 @@ def test_openai_base_url(value: str | None, env: dict[str, str], url: str) -> No
     assert resolve_openai_base(value, env)[0].url == url
 
 
+@pytest.mark.parametrize(
+    ("value", "url"),
+    [
+        ("http://127.0.0.1:8080/v1/chat/completions", "http://127.0.0.1:8080/v1"),
+        ("http://127.0.0.1:8080/v1/chat/completions/", "http://127.0.0.1:8080/v1"),
+        ("http://127.0.0.1:8080/v1/completions", "http://127.0.0.1:8080/v1"),
+        ("http://127.0.0.1:8080/v1/models/", "http://127.0.0.1:8080/v1"),
+        ("http://127.0.0.1:8080/chat/completions", "http://127.0.0.1:8080/v1"),
+        ("box:8000/completions", "http://box:8000/v1"),
+        ("box:8000/models", "http://box:8000/v1"),
+        ("https://openrouter.ai/api/v1/chat/completions", "https://openrouter.ai:443/api/v1"),
+        ("http://gw:80/llm/v1/chat/completions", "http://gw:80/llm/v1"),
+        ("http://gw:80/llm/chat/completions", "http://gw:80/llm/v1"),
+    ],
+)
+def test_openai_endpoint_urls_are_reduced_to_the_api_base(value: str, url: str) -> None:
+    assert resolve_openai_base(value, {})[0].url == url
+
+
+@pytest.mark.parametrize(
+    ("value", "url"),
+    [
+        ("http://127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1"),
+        ("http://127.0.0.1:8080/v1/", "http://127.0.0.1:8080/v1"),
+        ("http://gw:80/llm/v1", "http://gw:80/llm/v1"),  # a proxy prefix is kept
+        ("http://gw:80/llm", "http://gw:80/llm/v1"),
+        ("https://gw/proxy/openai/", "https://gw:443/proxy/openai/v1"),
+    ],
+)
+def test_openai_other_paths_are_kept_as_the_base(value: str, url: str) -> None:
+    assert resolve_openai_base(value, {})[0].url == url
+
+
+def test_openai_endpoint_in_the_environment_is_reduced_too() -> None:
+    env = {"OPENAI_BASE_URL": "https://api.example.com/v1/chat/completions"}
+    assert resolve_openai_base(None, env) == (
+        parse_host("https://api.example.com/v1"),
+        "OPENAI_BASE_URL",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "url"),
+    [
+        ("http://127.0.0.1:11434/api/chat", "http://127.0.0.1:11434"),
+        ("http://127.0.0.1:11434/api/generate/", "http://127.0.0.1:11434"),
+        ("box/api/tags", "http://box:11434"),
+        ("box:1/api/version", "http://box:1"),
+        ("box:11434/ollama/api/chat", "http://box:11434/ollama"),  # proxy prefix kept
+        ("box:11434/ollama/", "http://box:11434/ollama"),
+        ("box:11434/api", "http://box:11434/api"),  # not an endpoint: a prefix, kept
+    ],
+)
+def test_ollama_endpoint_urls_are_reduced_to_the_server_root(value: str, url: str) -> None:
+    assert resolve_ollama_host(value, {})[0].url == url
+    assert resolve_ollama_host(None, {"OLLAMA_HOST": value}) == (
+        parse_host(url),
+        "OLLAMA_HOST",
+    )
+
+
+def test_parse_host_itself_keeps_endpoint_paths_like_the_client() -> None:
+    # The reduction belongs to the backends' resolvers; parse_host stays the client's rules.
+    value = "http://127.0.0.1:11434/api/chat"
+    assert parse_host(value).url == _parse_host(value) == value
+
+
 def test_check_host_settings_follows_the_backends_in_use() -> None:
     check_host_settings(None, "ini tokrate_host", ["embedded"], {"OLLAMA_HOST": "bad:port"})
     with pytest.raises(UsageError, match="OLLAMA_HOST"):
