@@ -20,6 +20,7 @@ import pytest
 
 from pytest_tokrate.errors import TokrateError, UsageError
 from pytest_tokrate.plugin.gate_options import GateOptions
+from pytest_tokrate.plugin.session import running_in_ci
 
 if TYPE_CHECKING:
     from pytest_tokrate.backends.models import ModelSpec
@@ -32,7 +33,7 @@ WORKER_KEY = "tokrate_baselines"
 def check_update_allowed(options: GateOptions) -> None:
     """Refuse (a usage error) to write baselines in CI unless forced, or where the
     baseline directory cannot be written."""
-    if os.environ.get("CI") and not options.force:
+    if running_in_ci() and not options.force:
         raise UsageError(
             "--tokrate-update-baselines: refusing to write baselines because the CI "
             f"environment variable is set (CI={os.environ['CI']!r}): record baselines on "

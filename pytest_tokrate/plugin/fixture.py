@@ -11,7 +11,7 @@ from pytest_tokrate.backends.models import ModelSpec
 from pytest_tokrate.core.result import Measurement
 from pytest_tokrate.core.runner import Runner
 from pytest_tokrate.core.settings import KNOWN_OPTIONS, Layer, RunSettings, baseline_rounds, resolve
-from pytest_tokrate.errors import UsageError
+from pytest_tokrate.errors import UsageError, did_you_mean
 from pytest_tokrate.plugin.session import TokrateSession
 
 if TYPE_CHECKING:
@@ -32,10 +32,11 @@ def marker_layer(kwargs: Mapping[str, Any], where: str) -> Layer:
     allowed = MARKER_KEYS | EXTRA_MARKER_KEYS | set(KNOWN_OPTIONS)
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
+        hints = "".join(did_you_mean(key, allowed) for key in unknown)
         raise UsageError(
             f"{where}: unknown argument(s) {', '.join(map(repr, unknown))} in "
-            "@pytest.mark.tokrate: use rounds=, warmup=, timeout=, cache=, options={...} "
-            "or a generation option such as num_predict=."
+            f"@pytest.mark.tokrate{hints}: use rounds=, warmup=, timeout=, cache=, "
+            "options={...} or a generation option such as num_predict=."
         )
     if kwargs.get("options") is not None and not isinstance(kwargs["options"], Mapping):
         raise UsageError(

@@ -19,7 +19,7 @@ from pytest_tokrate.gate.settings import (
     parse_other_load,
     parsed_layer,
 )
-from pytest_tokrate.plugin.session_config import cli_or_ini, ini_value
+from pytest_tokrate.plugin.session_config import cli_or_ini, cli_value, ini_flag, ini_value
 
 
 def add_flags(group: Any, parser: pytest.Parser) -> None:
@@ -42,7 +42,8 @@ def add_flags(group: Any, parser: pytest.Parser) -> None:
     for name, ini, help_text in flags:
         group.addoption(f"--tokrate-{name}", dest=ini, action="store_true", default=None,
                         help=help_text)  # fmt: skip
-        parser.addini(ini, help_text, type="bool", default=False)
+        # Read as text and parsed by ini_flag: pytest's own "bool" error names no setting.
+        parser.addini(ini, help_text, default=None)
 
 
 def layers(config: pytest.Config) -> tuple[Layer, Layer]:
@@ -54,8 +55,9 @@ def layers(config: pytest.Config) -> tuple[Layer, Layer]:
 
 
 def flag(config: pytest.Config, name: str) -> bool:
+    """A gate flag: the command line's, else its ini twin's (checked), else off."""
     value = config.getoption(name)
-    return bool(value) if value is not None else bool(config.getini(name))
+    return bool(value) if value is not None else ini_flag(config, name)
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class GateOptions:
     def read(cls, config: pytest.Config) -> GateOptions:
         from pytest_tokrate.machine.load import BUSY_CORES
 
-        raw_dir = config.getoption("tokrate_baseline_dir") or ini_value(
+        raw_dir = cli_value(config, "tokrate_baseline_dir") or ini_value(
             config, "tokrate_baseline_dir"
         )
         rootpath = Path(config.rootpath)

@@ -50,6 +50,12 @@ def _argparse_type(parser: Callable[[str], object]) -> Callable[[str], object]:
     return parse
 
 
+def _text_option(value: str) -> str | None:
+    """A free-text value, stripped; blank (``--tokrate-model=`` from an unset ``$MODEL``)
+    stores ``None``, so the option counts as not given and its ini twin applies."""
+    return value.strip() or None
+
+
 def _host_option(value: str) -> str:
     """Check a host string by Ollama's rules; keep it as given."""
     from pytest_tokrate.backends.hosts import parse_host
@@ -222,8 +228,7 @@ def add_options(parser: pytest.Parser) -> None:
     for name, ini, help_text, type_ in _OPTIONS:
         # argparse %-formats help texts: a literal "10%" would crash `pytest --help`.
         kwargs: dict[str, Any] = {"dest": ini, "default": None, "help": _escape(help_text)}
-        if type_ is not None:
-            kwargs["type"] = _argparse_type(type_)
+        kwargs["type"] = _text_option if type_ is None else _argparse_type(type_)
         group.addoption(f"--tokrate-{name}", **kwargs)
         parser.addini(ini, help_text, default=None)
     group.addoption(

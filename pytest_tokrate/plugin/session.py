@@ -33,6 +33,16 @@ if TYPE_CHECKING:
 
 BackendFactory = Callable[["ModelSpec", "SessionConfig"], "Backend"]
 
+#: Values of the ``CI`` environment variable (any case) that mean "not in CI".
+NOT_CI_VALUES = frozenset({"", "0", "false", "no", "off"})
+
+
+def running_in_ci(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this run is in CI: ``CI`` is set to a value other than empty, ``0``,
+    ``false``, ``no`` or ``off`` (any case). The one place the plugin reads ``CI``."""
+    value = (os.environ if environ is None else environ).get("CI")
+    return value is not None and value.strip().lower() not in NOT_CI_VALUES
+
 
 @dataclass(frozen=True)
 class SessionConfig:
@@ -51,7 +61,7 @@ class SessionConfig:
     def missing_model_errors(self) -> bool:
         """Whether a tokrate test without a model errors (else it is skipped)."""
         if self.missing_model == "auto":
-            return bool(os.environ.get("CI"))
+            return running_in_ci()
         return self.missing_model == "error"
 
 
@@ -180,4 +190,5 @@ __all__ = [
     "default_backend_factory",
     "parse_backend",
     "parse_missing_model",
+    "running_in_ci",
 ]

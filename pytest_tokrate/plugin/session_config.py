@@ -23,6 +23,7 @@ from pytest_tokrate.core.settings import (
     parse_option_pair,
     resolve,
 )
+from pytest_tokrate.errors import UsageError
 from pytest_tokrate.plugin.session import (
     SessionConfig,
     build_models,
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
 
 _Value = TypeVar("_Value")
 
+#: The spellings of a boolean ini value (any case), as pytest's own ``type="bool"``.
+TRUE_VALUES = frozenset({"true", "1", "yes", "on", "y", "t"})
+FALSE_VALUES = frozenset({"false", "0", "no", "off", "n", "f"})
+
 
 def ini_value(config: pytest.Config, name: str) -> str | None:
     """An ini value as text, ``None`` when unset or blank."""
@@ -43,12 +48,36 @@ def ini_value(config: pytest.Config, name: str) -> str | None:
     return text or None
 
 
+def cli_value(config: pytest.Config, name: str) -> Any:
+    """An option's command-line value, ``None`` when not given or blank (an unset
+    ``$VAR`` in a CI script gives ``--tokrate-x=``): its ini twin then applies."""
+    value = config.getoption(name)
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def ini_flag(config: pytest.Config, name: str) -> bool:
+    """A boolean ini value (``false`` when unset); a usage error naming the setting,
+    the value and the accepted values when it is not one of them."""
+    raw = ini_value(config, name)
+    if raw is None:
+        return False
+    text = raw.lower()
+    if text in TRUE_VALUES or text in FALSE_VALUES:
+        return text in TRUE_VALUES
+    raise UsageError(
+        f"ini {name}: invalid value {raw!r}: expected true or false (also 1/0, yes/no, "
+        f"on/off); fix {name} in the ini file."
+    )
+
+
 def cli_or_ini(
     config: pytest.Config, name: str, parse: Callable[[str, str], _Value], default: _Value
 ) -> _Value:
     """Option ``name`` from the command line, else its ini twin read by
     ``parse(text, "ini <name>")``, else ``default``."""
-    value: _Value | None = config.getoption(name)
+    value: _Value | None = cli_value(config, name)
     if value is not None:
         return value
     raw = ini_value(config, name)
@@ -119,7 +148,9 @@ def _run_layers(config: pytest.Config) -> tuple[Layer, Layer]:
 
 
 def _build_config(config: pytest.Config) -> SessionConfig:
-    get = config.getoption
+    def get(name: str) -> Any:
+        return cli_value(config, name)
+
     backend = cli_or_ini(config, "tokrate_backend", parse_backend, "auto")
     model_cli = get("tokrate_model")
     source = "--tokrate-model" if model_cli is not None else "ini tokrate_model"
@@ -154,7 +185,7 @@ def _baseline_rounds(config: pytest.Config) -> tuple[str, int] | None:
     )
     updating = config.getoption("tokrate_update_baselines")
     if updating is None:
-        updating = config.getini("tokrate_update_baselines")
+        updating = ini_flag(config, "tokrate_update_baselines")
     return spec if updating else None
 
 
@@ -197,4 +228,4 @@ def build_config(config: pytest.Config) -> SessionConfig:
     return _with_quality_options(config, _build_config(config))
 
 
-__all__ = ["build_config", "cli_or_ini", "ini_value"]
+__all__ = ["build_config", "cli_or_ini", "cli_value", "ini_flag", "ini_value"]
