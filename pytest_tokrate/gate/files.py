@@ -43,6 +43,20 @@ def _safe(part: str) -> str:
     return out.rstrip(". ") or "_"
 
 
+def _ambiguous(name: str, python: bool) -> bool:
+    """Whether writing ``::`` as ``.`` could make this name another test's.
+
+    In a Python node id ``::`` only joins identifiers (``TestA::test_b``), which hold no
+    dots, so ``TestA.test_b`` can be read back. A parametrize id (``test[a::b]``) or any
+    other collector's name (a YAML case called ``a::b``) may hold both, and ``a::b`` would
+    meet ``a.b``.
+    """
+    head, _, param = name.partition("[")
+    if python:  # a dot in the head is no identifier: read back, it would be a "::"
+        return "::" in param or "." in head
+    return "::" in param or "::" in head
+
+
 def baseline_path(root: Path, test_id: str, env: str) -> Path:
     """The file of ``test_id`` in environment ``env`` under ``root``.
 
@@ -54,12 +68,13 @@ def baseline_path(root: Path, test_id: str, env: str) -> Path:
     module, sep, name = test_id.partition("::")
     if not sep:
         module, name = "", test_id
+    python = module.endswith(".py")
     module = module.removesuffix(".py")
     dirs = [p for p in PurePosixPath(module.replace("\\", "/")).parts if p != "/"]
     safe_dirs = [_safe(p) for p in dirs]
     stem = name.replace("::", ".")
     safe_stem = _safe(stem).replace("@", "_")
-    lossy = safe_dirs != dirs or safe_stem != stem
+    lossy = safe_dirs != dirs or safe_stem != stem or _ambiguous(name, python)
     if lossy or len(safe_stem) > _MAX_NAME:
         safe_stem = f"{safe_stem[:_MAX_NAME]}-{short_hash(test_id)[:8]}"
     return root.joinpath(*safe_dirs, f"{safe_stem}@{_safe(env)}{SUFFIX}")

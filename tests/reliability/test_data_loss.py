@@ -160,3 +160,29 @@ def test_updating_one_project_keeps_another_projects_baselines_in_a_shared_dir(
     out = output(results["b"])
     assert "1 baseline(s) of test files not in this project, kept" in out
     assert "test_a.py::test_x[smollm2]" in out and "baseline(s) no test uses" not in out
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("tests/test_a.py::test_x[a::b]", "tests/test_a.py::test_x[a.b]"),
+        ("suite.yaml::a::b[smollm2]", "suite.yaml::a.b[smollm2]"),
+        ("tests/test_a.py::TestK::test_x[p]", "tests/test_a.py::TestK.test_x[p]"),
+    ],
+)
+def test_node_ids_that_differ_only_in_separators_get_files_of_their_own(
+    tmp_path: Path, one: str, other: str
+) -> None:
+    assert baseline_path(tmp_path, one, "ci") != baseline_path(tmp_path, other, "ci")
+
+
+def test_ordinary_node_ids_keep_their_readable_file_names(tmp_path: Path) -> None:
+    names = {
+        "tests/test_a.py::TestK::test_x[smollm2]": "tests/test_a/TestK.test_x[smollm2]@ci.json",
+        "examples/tokrate_article.yaml::team_country[smollm2]": (
+            "examples/tokrate_article.yaml/team_country[smollm2]@ci.json"
+        ),
+        "tests/test_a.py::test_x[0.5-smollm2]": "tests/test_a/test_x[0.5-smollm2]@ci.json",
+    }
+    for test_id, expected in names.items():
+        assert baseline_path(tmp_path, test_id, "ci") == tmp_path / expected
