@@ -42,10 +42,17 @@ from pytest_tokrate.backends.http import (
     reason,
     request_timeout,
 )
+from pytest_tokrate.backends.openai_facts import (
+    FACTS_PATHS,
+    ServerFacts,
+    listed_model,
+    model_info,
+    server_facts,
+    server_kind,
+)
 from pytest_tokrate.backends.openai_wire import (
     StreamError,
     StreamState,
-    count,
     engine_report,
     metric_problem,
     request_body,
@@ -65,6 +72,7 @@ if TYPE_CHECKING:
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RETRY_STATUSES = (429, 503)
+_VERSION_SEGMENT = re.compile(r"/v\d+$")
 
 
 def read_api_key(env_name: str | None, environ: Mapping[str, str] | None = None) -> str | None:
@@ -124,6 +132,8 @@ class OpenAIBackend(ServerBackend):
         )
         self._lock = threading.Lock()
         self._fingerprint: str | None = None
+        self._facts_lock = threading.Lock()  # not self._lock: streams must not wait on it
+        self._facts: ServerFacts | None = None
         self._listing = self._probe()
         # Load the tiktoken yardstick now: a server that reports no counts makes us count
         # the answer before yielding the final event, which the runner then stamps. (Without
@@ -169,10 +179,8 @@ class OpenAIBackend(ServerBackend):
             raise self._auth_error(response.status_code, self._body_message(response))
         if response.status_code != 200:
             return None  # some servers do not list models; the first request will tell
-        with contextlib.suppress(ValueError, AttributeError, TypeError, RecursionError):
-            for entry in response.json().get("data") or []:
-                if isinstance(entry, dict) and entry.get("id") == self.model:
-                    return entry
+        with contextlib.suppress(ValueError, RecursionError):
+            return listed_model(response.json(), self.model)
         return None
 
     def _body_message(self, response: Any) -> str:
@@ -339,28 +347,41 @@ class OpenAIBackend(ServerBackend):
 
     # -- metadata ---------------------------------------------------------------------
 
+    def _server_facts(self) -> ServerFacts:
+        """The model's facts, read once: the listing's entry and the one request its server
+        kind answers with more (``/props``, ``/version``); none for other servers."""
+        with self._facts_lock:
+            if self._facts is None:
+                answers: dict[str, Any] = {}
+                key, path = FACTS_PATHS.get(server_kind(self._listing) or "", ("", ""))
+                if path:
+                    answers[key] = self._get_json(path, {"model": self.model})
+                self._facts = server_facts(self._listing, answers)
+            return self._facts
+
+    def _get_json(self, path: str, params: dict[str, str]) -> Any:
+        """GET a path at the server's root (``/props`` lies beside ``/v1``, not under it);
+        ``None`` when it fails in any way: missing facts never fail a test."""
+        url = _VERSION_SEGMENT.sub("", self.url) + path
+        with contextlib.suppress(self._httpx.HTTPError, ValueError, RecursionError):
+            # A llama.cpp router answers /props for the model named; others ignore ?model=.
+            response = self._http.get(url, params=params, timeout=PROBE_TIMEOUT_S)
+            if response.status_code == 200:
+                return response.json()
+        return None
+
     def model_info(self) -> ModelInfo:
         entry = self._listing or {}
-        raw_meta = entry.get("meta")
-        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
         with self._lock:
             fingerprint = self._fingerprint
-        return ModelInfo(
-            name=self.model,
-            backend=self.name,
-            parameter_count=count(meta.get("n_params")),
-            context_length=count(meta.get("n_ctx_train")),
-            embedding_length=count(meta.get("n_embd")),
-            size_bytes=count(meta.get("size")),
-            server_version=fingerprint,
-            engine_version=fingerprint,
-            extra={
-                "host": self.url,
-                "owned_by": _redacted_str(self._redact, entry.get("owned_by")),
-                "server_settings": dict(self.server_settings),
-                "api_key_env": self.api_key_env,
-            },
-        )
+        extra = {
+            "host": self.url,
+            "owned_by": _redacted_str(self._redact, entry.get("owned_by")),
+            "server_settings": dict(self.server_settings),
+            "api_key_env": self.api_key_env,
+        }
+        facts = self._server_facts()
+        return model_info(self.model, self.name, facts, fingerprint, extra, self._redact)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -6,9 +6,19 @@ decide what the server reports besides the text:
 
 ``llama.cpp``  ``usage`` when asked (``stream_options.include_usage``) and always llama.cpp's
                ``timings`` object (``prompt_n``, ``prompt_ms``, ``predicted_n``,
-               ``predicted_ms``, ``cache_n``) on the last event
-``vllm``       ``usage`` when asked, no timings
-``bare``       neither: the client has only the text (some hosted and older servers)
+               ``predicted_ms``, ``cache_n``) on the last event; model facts as
+               ``llama-server`` gives them: ``meta`` in ``/v1/models`` and ``GET /props``
+               (shapes from llama.cpp's tools/server/server-context.cpp, as vendored by
+               llama-cpp-python 0.3.36; ``legacy_llamacpp=True``: builds before ``meta``
+               had ``n_ctx`` and ``ftype`` and ``/props`` had ``model_ftype``)
+``vllm``       ``usage`` when asked, no timings; ``root``, ``parent``, ``max_model_len`` in
+               ``/v1/models`` (vLLM's ``ModelCard``) and ``GET /version``
+``bare``       neither: the client has only the text (some hosted and older servers) and
+               no model facts
+
+The facts are the served file's own (read by llama.cpp from the GGUF), so serving another
+file behind the same name, ``EngineHost({"smollm2:135m": "smollm2-q2_k"})``, is what
+restarting ``llama-server --alias smollm2:135m -m ...Q2_K.gguf`` looks like.
 
 With ``api_key`` set, requests need ``Authorization: Bearer <key>``; a wrong key gets
 401 with a message that echoes the key it was given, as some hosted APIs do, so tests
@@ -17,23 +27,29 @@ can check that the client never lets a key through.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
 from pytest_tokrate.backends.base import Message, Request
 from pytest_tokrate.core.measure import EngineReport, TextChunk
 
-from .engine import EngineHost
+from .engine import EngineHost, ModelEntry
 from .faults import FaultPlan
 from .httpserver import Exchange, Piece, StandinServer, write_stream
 
 FLAVOURS = ("llama.cpp", "vllm", "bare")
 BUSY_MESSAGE = "The server is busy. Please retry your request later."
 SSE = "text/event-stream"
+#: What llama.cpp's llama_build_info() says: both /props and system_fingerprint carry it.
+BUILD_INFO = "b6000-tokrate-standin"
+VLLM_VERSION = "0.10.1+tokrate.standin"
 
 
 class OpenAIProtocol:
@@ -59,6 +75,7 @@ class OpenAIStandin(StandinServer):
         flavour: str = "llama.cpp",
         api_key: str | None = None,
         n_ctx: int = 2048,
+        legacy_llamacpp: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -69,18 +86,19 @@ class OpenAIStandin(StandinServer):
         self.flavour = flavour
         self.api_key = api_key
         self.n_ctx = n_ctx
+        self.legacy_llamacpp = legacy_llamacpp
         self.faults = FaultPlan()
         self.proto = OpenAIProtocol()
         self.bodies: list[dict[str, Any]] = []
         self.auth_headers: list[str | None] = []
-        self._defaults = (flavour, api_key)
+        self._defaults = (flavour, api_key, legacy_llamacpp)
         self._lock = threading.Lock()
 
     def reset(self) -> None:
         self.faults.clear()
         self.bodies.clear()
         self.auth_headers.clear()
-        self.flavour, self.api_key = self._defaults
+        self.flavour, self.api_key, self.legacy_llamacpp = self._defaults
 
     def plugin_args(self, model: str = "smollm2:135m") -> list[str]:
         return [
@@ -97,7 +115,8 @@ class OpenAIStandin(StandinServer):
         if ex.path == "/health":
             ex.send_json(200, {"status": "ok"}, "application/json")
             return
-        if ex.path not in ("/v1/models", "/v1/chat/completions", "/v1/completions"):
+        facts_path = {"llama.cpp": "/props", "vllm": "/version"}.get(self.flavour)
+        if ex.path not in ("/v1/models", "/v1/chat/completions", "/v1/completions", facts_path):
             self.proto.send_error(ex, 404, f"File Not Found: {ex.path}")
             return
         auth = ex.headers.get("Authorization")
@@ -110,11 +129,15 @@ class OpenAIStandin(StandinServer):
                 "your account settings.",
             )  # fmt: skip
             return
-        if ex.path == "/v1/models":
+        if ex.path in ("/v1/models", facts_path):
             if ex.method != "GET":
                 self.proto.send_error(ex, 405, "Method Not Allowed")
-                return
-            self._models(ex)
+            elif ex.path == "/v1/models":
+                self._models(ex)
+            elif ex.path == "/props":
+                ex.send_json(200, self._props(), "application/json")
+            else:
+                ex.send_json(200, {"version": VLLM_VERSION}, "application/json")
             return
         if ex.method != "POST":
             self.proto.send_error(ex, 405, "Method Not Allowed")
@@ -124,24 +147,63 @@ class OpenAIStandin(StandinServer):
     def _models(self, ex: Exchange) -> None:
         data = []
         for entry in self.engine:
-            item: dict[str, Any] = {
-                "id": entry.name,
-                "object": "model",
-                "created": int(time.time()),
-                "owned_by": "tokrate-standin",
-            }
+            item: dict[str, Any] = {"id": entry.name}
+            if self.flavour == "llama.cpp" and not self.legacy_llamacpp:
+                # served as `llama-server --alias NAME`: the alias is the id
+                item.update(aliases=[entry.name], tags=[])
+            item.update(object="model", created=int(time.time()), owned_by="tokrate-standin")
             if self.flavour == "llama.cpp":
-                meta = entry.metadata()
-                info = meta["model_info"]
-                arch = info.get("general.architecture", "")
-                item["meta"] = {
-                    "n_params": info.get("general.parameter_count"),
-                    "n_ctx_train": info.get(f"{arch}.context_length"),
-                    "n_embd": info.get(f"{arch}.embedding_length"),
-                    "size": meta["size"],
-                }
+                item["owned_by"] = "llamacpp"
+                item["meta"] = self._meta(entry)
+            elif self.flavour == "vllm":
+                # vLLM's ModelCard: root is what --model named, here the GGUF file
+                item.update(owned_by="vllm", root=str(entry.path), parent=None)
+                item.update(max_model_len=self.n_ctx, permission=[])
             data.append(item)
         ex.send_json(200, {"object": "list", "data": data}, "application/json")
+
+    def _meta(self, entry: ModelEntry) -> dict[str, Any]:
+        """llama.cpp's get_res_model_info() "meta" (model_meta() in older builds)."""
+        facts = _file_facts(str(entry.path))
+        info = entry.metadata()["model_info"]
+        arch = info.get("general.architecture", "")
+        meta = {
+            "vocab_type": facts["vocab_type"],
+            "n_vocab": facts["n_vocab"],
+            "n_ctx": self.n_ctx,
+            "n_ctx_train": info.get(f"{arch}.context_length"),
+            "n_embd": info.get(f"{arch}.embedding_length"),
+            "n_params": facts["n_params"],
+            "size": facts["size"],
+            "ftype": facts["ftype"],
+        }
+        if self.legacy_llamacpp:
+            del meta["n_ctx"], meta["ftype"]
+        return meta
+
+    def _props(self) -> dict[str, Any]:
+        """llama.cpp's get_res_props() for a server of one model (the first one here): the
+        facts' fields as the source fills them; the web UI's fields trimmed or left out."""
+        entry = next(iter(self.engine))
+        facts = _file_facts(str(entry.path))
+        params = {"seed": 4294967295, "temperature": 0.8, "top_k": 40, "top_p": 0.95,
+                  "min_p": 0.05, "max_tokens": -1, "n_predict": -1}  # fmt: skip
+        props: dict[str, Any] = {
+            "default_generation_settings": {"params": params, "n_ctx": self.n_ctx},
+            "total_slots": 1,
+            "model_alias": entry.name,
+            "model_ftype": facts["ftype"],
+            "model_path": str(entry.path),
+            "modalities": {"vision": False, "video": False, "audio": False},
+            "chat_template": entry.metadata()["template"],
+            "bos_token": facts["bos_token"],
+            "eos_token": facts["eos_token"],
+            "build_info": BUILD_INFO,
+            "is_sleeping": False,
+        }
+        if self.legacy_llamacpp:
+            del props["model_alias"], props["model_ftype"], props["is_sleeping"]
+        return props
 
     # -- completions ----------------------------------------------------------------
 
@@ -227,7 +289,7 @@ class OpenAIStandin(StandinServer):
         ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         kind = "chat.completion.chunk" if chat else "text_completion"
-        fingerprint = "b6000-tokrate-standin" if self.flavour == "llama.cpp" else None
+        fingerprint = BUILD_INFO if self.flavour == "llama.cpp" else None
 
         def event(choices: list[dict[str, Any]], **more: Any) -> dict[str, Any]:
             obj: dict[str, Any] = {"id": ident, "object": kind, "created": created, "model": name}
@@ -290,6 +352,30 @@ class OpenAIStandin(StandinServer):
         ex.send_json(200, final, "application/json")
 
 
+@cache
+def _file_facts(path: str) -> dict[str, Any]:
+    """What llama.cpp itself says of a GGUF file (a vocabulary-only load, then the same
+    functions llama-server calls): parameters, tensor bytes, vocabulary, file type name."""
+    import llama_cpp
+
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+        model = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+    vocab = llama_cpp.llama_model_get_vocab(model.model)
+    # llama_model_ftype() is 0 before the tensors load; the server's comes from this key.
+    ftype = int(model.metadata.get("general.file_type", 0))
+    facts = {
+        "n_params": int(llama_cpp.llama_model_n_params(model.model)),
+        "size": int(llama_cpp.llama_model_size(model.model)),
+        "n_vocab": int(llama_cpp.llama_vocab_n_tokens(vocab)),
+        "vocab_type": int(llama_cpp.llama_vocab_type(vocab)),
+        "ftype": llama_cpp.llama_ftype_name(ftype).decode(),
+        "bos_token": model.detokenize([model.token_bos()], special=True).decode(),
+        "eos_token": model.detokenize([model.token_eos()], special=True).decode(),
+    }
+    model.close()
+    return facts
+
+
 def _usage(report: EngineReport) -> dict[str, Any]:
     prompt = report.prompt_tokens or 0
     output = report.output_tokens or 0
@@ -329,4 +415,4 @@ def _frame(piece: Piece) -> bytes:
     return b"data: " + json.dumps(piece.obj, separators=(",", ":")).encode() + b"\n\n"
 
 
-__all__ = ["FLAVOURS", "OpenAIProtocol", "OpenAIStandin"]
+__all__ = ["BUILD_INFO", "FLAVOURS", "VLLM_VERSION", "OpenAIProtocol", "OpenAIStandin"]
