@@ -1,5 +1,6 @@
 """pytest glue of sweeps and reports: level options and parametrization, JUnit properties,
-JSON report, Markdown summary (and ``$GITHUB_STEP_SUMMARY``), plots, xdist merging.
+JSON report, Markdown summary (and ``$GITHUB_STEP_SUMMARY``), plots, xdist merging, and
+the terminal's sections of sweeps and of the gate's verdicts.
 
 Registered by ``plugin.pytest_configure`` as a plugin object. Start-up only parses option
 strings and checks paths; the report, plot and sweep modules load when first needed.
@@ -346,12 +347,30 @@ class ReportPlugin:
                     terminalreporter.write_line(line)
         except Exception as exc:  # the summary must never raise
             self.errors.append(f"cannot show the sweep table: {type(exc).__name__}: {exc}")
+        self._gate_summary(terminalreporter)
         if self.lines or self.errors:
             terminalreporter.write_sep("=", "tokrate: reports")
             for line in self.lines:
                 terminalreporter.write_line(line)
             for error in self.errors:
                 terminalreporter.write_line(f"ERROR: {error}", red=True)
+
+    def _gate_summary(self, terminalreporter: Any) -> None:
+        """The gate's verdicts, from the merged data so that xdist workers' runs count;
+        ``pytest -q`` shrinks them to one line."""
+        try:
+            from pytest_tokrate.reports.gate import collect, gate_lines
+
+            quiet = self.config.get_verbosity() < 0
+            verdicts = collect((self.merged or {}).get("measurements") or [])
+            lines = gate_lines(verdicts, quiet=quiet)
+        except Exception as exc:  # the summary must never raise
+            self.errors.append(f"cannot show the gate's verdicts: {type(exc).__name__}: {exc}")
+            return
+        if lines and not quiet:  # quiet: the summary line alone, it names the gate itself
+            terminalreporter.write_sep("=", "tokrate: baselines and gate")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def _display(path: Path, cwd: Path) -> str:

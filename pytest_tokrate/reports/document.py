@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_tokrate._version import __version__
 from pytest_tokrate.core.stats import median
 from pytest_tokrate.errors import ReportError
+from pytest_tokrate.reports.gate import collect as gate_verdicts
 
 if TYPE_CHECKING:
     from pytest_tokrate.core.result import Measurement
@@ -64,9 +65,7 @@ def yardstick(m: Measurement) -> dict[str, Any]:
 
 
 def _pass_rate(quality: Any) -> float | None:
-    if quality is None:
-        return None
-    rate = getattr(quality, "pass_rate", None)
+    rate = getattr(quality, "pass_rate", None)  # None without quality checks
     if rate is None:
         return None
     rate = float(rate)
@@ -235,6 +234,7 @@ def build_report(
         "tests": tests,
         "measurements": measurements,
         "sweeps": sweeps,
+        "gate": gate_verdicts(measurements),
         "plots": [],
     }
 

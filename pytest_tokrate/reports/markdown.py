@@ -7,40 +7,14 @@ messages) is escaped, so a model answer cannot break the tables or inject HTML.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_tokrate.reports.fmt import entry_name, number, percent, summary_stat
+from pytest_tokrate.reports.gate import gate_markdown
+from pytest_tokrate.reports.mdtext import md_escape, md_fence, md_table
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#])")
 _TAIL = ("p50", "p90", "p99")  # the latency percentiles a sweep row shows
-
-
-def md_escape(text: Any, limit: int = 200) -> str:
-    """Make any text (test ids, model names, model output) safe inside a Markdown table
-    cell: HTML and Markdown syntax neutralised, one line, at most ``limit`` characters."""
-    s = " ".join(str(text).split())
-    if len(s) > limit:
-        s = s[: limit - 1] + "…"
-    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", s)
-
-
-def md_fence(text: str) -> str:
-    """A fenced code block that no backtick run inside ``text`` can close."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}text\n{text}\n{fence}"
-
-
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: int = 2) -> list[str]:
-    align = [":--" if i < right else "--:" for i in range(len(header))]
-    return [_row(header), _row(align), *(_row(r) for r in rows)]
 
 
 def _verdict_cell(m: Mapping[str, Any]) -> str:
@@ -57,7 +31,8 @@ def markdown(
     plot_links: Sequence[tuple[str, str]] = (),
     embed_images: bool = True,
 ) -> str:
-    """The run as Markdown: headline, tables, sweep notes and errors, verdicts, plot links.
+    """The run as Markdown: headline, speed table, the gate's verdicts on baselines, sweeps
+    with their notes and errors, failing findings, plot links.
 
     ``plot_links`` pairs a title with a path relative to the summary file; the images are
     embedded, or with ``embed_images=False`` (a CI job summary, which cannot show local
@@ -66,6 +41,7 @@ def markdown(
     measurements = report["measurements"]
     out = _headline(report["summary"])
     out += _speed_table(measurements)
+    out += gate_markdown(report.get("gate") or [])
     for sweep in report["sweeps"]:
         out += _sweep_markdown(sweep)
     out += _verdicts(measurements)
@@ -119,7 +95,7 @@ def _speed_table(measurements: Sequence[Mapping[str, Any]]) -> list[str]:
     return [
         "### Speed per test and model",
         "",
-        *_table(header, rows),
+        *md_table(header, rows),
         "",
         "Medians over the measured rounds. *e2e tok/s* counts the engine's tokens, "
         "*(cl100k)* re-counts each answer with tiktoken's cl100k_base (comparable across "
@@ -204,7 +180,7 @@ def _sweep_markdown(sweep: Mapping[str, Any]) -> list[str]:
                 number(gpu.get("j_per_token"), digits=3),
             ]
         )
-    out += _table(header, rows, right=1)
+    out += md_table(header, rows, right=1)
     out.append("")
     for note in sweep["notes"]:
         out.append(f"- {md_escape(note, 400)}")
