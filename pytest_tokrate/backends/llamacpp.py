@@ -290,7 +290,7 @@ class LlamaCppBackend:
         from pytest_tokrate.machine.reference import shared
 
         with self._lock:
-            return shared(self._llama_cpp).tokens_per_second(_threads(request.options))
+            return shared(self._llama_cpp).tokens_per_second()
 
     def close(self) -> None:
         for llm in self._instances.values():

@@ -14,6 +14,7 @@ from typing import Any
 
 from pytest_tokrate.machine.calibration import REFERENCE
 from pytest_tokrate.machine.fingerprint import definition, environment
+from pytest_tokrate.machine.reference import THREADS as REFERENCE_THREADS
 
 #: Version of the baseline file format (``schemas/baseline.schema.json``).
 SCHEMA_VERSION = 1
@@ -104,9 +105,12 @@ def run_record(measurement: Any) -> dict[str, Any]:
     # The machine reference of each round (backends/reference.py), for machine-adjusted
     # comparisons; absent when the backend has none or --tokrate-calibrate=off.
     refs = [s.extra.get(REFERENCE) for s in measurement.samples]
+    extra: dict[str, Any] = {}
     if any(isinstance(v, float) for v in refs):
         samples[REFERENCE] = _round([v if isinstance(v, float) else None for v in refs])
+        extra["machine_ref_threads"] = REFERENCE_THREADS
     return {
+        **extra,
         "definition": definition(
             measurement.request, measurement.settings, check_definitions(measurement)
         ),
@@ -128,15 +132,21 @@ def measurement_environment(measurement: Any) -> dict[str, Any]:
 
 
 def build(
-    test_id: str, env: str, fingerprint: Mapping[str, Any], runs: Mapping[str, Any]
+    test_id: str,
+    env: str,
+    fingerprint: Mapping[str, Any],
+    runs: Mapping[str, Any],
+    models: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A complete baseline document."""
+    """A complete baseline document; ``models`` adds ``test_key``, ``model_id`` and
+    ``reference_model`` (see :func:`pytest_tokrate.gate.project.without_model`)."""
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     return {
         "schema_version": SCHEMA_VERSION,
         "test_id": test_id,
         "environment": env,
         "recorded_at": now.isoformat().replace("+00:00", "Z"),
+        **{k: v for k, v in (models or {}).items() if v is not None},
         "fingerprint": dict(fingerprint),
         "runs": dict(runs),
     }

@@ -44,11 +44,13 @@ from pytest_tokrate.gate.parsers import (
     MISMATCH_MODES,
     MISSING_MODES,
     STALE_MODES,
+    TradeoffPolicy,
     parse_fraction,
     parse_metrics,
     parse_min_tokens,
     parse_mode,
     parse_tolerance,
+    parse_tradeoff,
 )
 from pytest_tokrate.machine.calibration import adjusted, reference_rates
 
@@ -82,6 +84,8 @@ class GateSettings:
     on_mismatch: str = "warn"
     on_stale: str = "warn"
     min_decode_tokens: int = MIN_DECODE_TOKENS
+    #: Pass-rate drops accepted for a speed gain when the model changed (none by default).
+    tradeoffs: tuple[TradeoffPolicy, ...] = ()
 
     def tolerance(self, metric: str) -> float:
         if metric in self.tolerances:
@@ -132,6 +136,15 @@ class Comparison:
     #: Medians of the machine reference (baseline, current) when the change, interval and
     #: p are machine-adjusted (see :mod:`~pytest_tokrate.machine.calibration`); ``None`` for raw.
     machine_ref: tuple[float, float] | None = None
+    #: The change of the raw medians shown (``current / baseline - 1``; points for the
+    #: pass rate). Equal to ``change`` unless the comparison is machine-adjusted.
+    raw_change: float = math.nan
+    #: Why a figure is shown but not judged (its meaning changed with the configuration).
+    why: str = ""
+
+    @property
+    def adjusted(self) -> bool:
+        return self.machine_ref is not None
 
     @property
     def name(self) -> str:
@@ -200,7 +213,7 @@ def compare_speed(
         shown = [math.nan if m is None else m for m in (median(base), median(cur))]
         return Comparison(
             metric, shown[0], shown[1], math.nan, (math.nan, math.nan), math.nan,
-            tolerance, "no data", len(base), len(cur),
+            tolerance, "no data", len(base), len(cur), raw_change=math.nan,
         )  # fmt: skip
     higher = METRICS[metric][3]
     judged_base, judged_cur, machine = base, cur, None
@@ -227,6 +240,7 @@ def compare_speed(
         len(judged_base),
         len(judged_cur),
         machine_ref=machine,
+        raw_change=statistics.median(cur) / statistics.median(base) - 1.0,
     )
 
 
@@ -261,6 +275,7 @@ def compare_pass_rate(
         bn,
         cn,
         ci_label="95% CI (current)",
+        raw_change=change,
     )
 
 
@@ -271,7 +286,8 @@ def compare_runs(
     metrics machine-adjusted when both runs recorded the machine reference."""
     out = []
     base_ref, cur_ref = reference_rates(baseline), reference_rates(current)
-    references = (base_ref, cur_ref) if base_ref and cur_ref else None
+    same_reference = reference_threads(baseline) == reference_threads(current)
+    references = (base_ref, cur_ref) if base_ref and cur_ref and same_reference else None
     too_short = answer_tokens(baseline, current, settings.min_decode_tokens) is not None
     for metric in settings.metrics:
         tol = settings.tolerance(metric)
@@ -292,6 +308,13 @@ def compare_runs(
             comparison = replace(comparison, verdict="too short")
         out.append(comparison)
     return out
+
+
+def reference_threads(run: Mapping[str, Any]) -> Any:
+    """Threads the machine reference of a run ran on: recorded since it is fixed at one;
+    before that it followed the test's own (``engine_threads``). Runs whose references
+    ran differently are compared raw."""
+    return run.get("machine_ref_threads", run.get("engine_threads"))
 
 
 def answer_tokens(
@@ -334,5 +357,6 @@ __all__ = [
     "parse_min_tokens",
     "parse_mode",
     "parse_tolerance",
+    "parse_tradeoff",
     "speed_verdict",
 ]

@@ -8,9 +8,9 @@ baseline recorded at one moment and a run at another then differ by the machine,
 the model.
 
 So before each measured round, and once after the last, the embedded backend decodes a
-few tokens of one fixed model (the bundled SmolLM2-135M Q4_1) with the round's thread
-count; each round is given the mean rate of the probes just before and just after it
-(``runner.with_machine_reference``).
+few tokens of one fixed model (the bundled SmolLM2-135M Q4_1) on one thread, whatever
+the test's thread count; each round is given the mean rate of the probes just before
+and just after it (``runner.with_machine_reference``).
 The reference never changes with the test's model, prompt or options, so the ratio of a
 test's figures to it cancels the machine's speed of the moment and keeps what the test
 changed; the gate compares those ratios (see :mod:`pytest_tokrate.gate.rule`).
@@ -34,6 +34,8 @@ STEPS = 12
 _PROMPT = b"The weather today is sunny and"
 #: Context size of the reference: prompt plus steps, with room to spare.
 _N_CTX = 64
+#: Threads of the reference workload, whatever the test uses: it measures the machine.
+THREADS = 1
 
 
 class MachineReference:
@@ -56,8 +58,8 @@ class MachineReference:
                     self._llm = self._llama_cpp.Llama(
                         model_path=str(path),
                         n_ctx=_N_CTX,
-                        n_threads=1,
-                        n_threads_batch=1,
+                        n_threads=THREADS,
+                        n_threads_batch=THREADS,
                         verbose=False,
                     )
                 self._tokens = list(self._llm.tokenize(_PROMPT, add_bos=True))
@@ -65,14 +67,17 @@ class MachineReference:
                 self.unavailable = f"{type(exc).__name__}: {exc}"
         return self._llm
 
-    def tokens_per_second(self, threads: int) -> float | None:
-        """Decode rate of the reference workload now, with ``threads`` threads."""
+    def tokens_per_second(self) -> float | None:
+        """Decode rate of the reference workload now, on :data:`THREADS` thread(s).
+
+        The workload never follows the test's configuration, its thread count included:
+        a reference run with the test's threads would move with them and cancel the
+        very change a test makes (``num_thread`` 1 -> 2 read as no change)."""
         with self._lock:
             llm = self._load()
             if llm is None:
                 return None
             try:
-                self._llama_cpp.llama_set_n_threads(llm._ctx.ctx, threads, threads)
                 llm.reset()
                 llm.eval(self._tokens)
                 steps = self._tokens[1:] or self._tokens
@@ -106,4 +111,4 @@ def shared(llama_cpp: Any) -> MachineReference:
         return _shared
 
 
-__all__ = ["STEPS", "MachineReference", "shared"]
+__all__ = ["STEPS", "THREADS", "MachineReference", "shared"]
