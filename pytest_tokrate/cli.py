@@ -251,6 +251,8 @@ def _print_runs(old: Baseline, new: Baseline, settings: GateSettings, out: TextI
             continue
         note = "not comparable: " + "; ".join(map(str, run.changes)) if run.changes else ""
         print(f"  {run.label}{' (' + note + ')' if note else ''}:", file=out)
+        if run.config:
+            print("    configuration changed: " + "; ".join(map(str, run.config)), file=out)
         for line in table(run.comparisons, indent="    "):
             print(line, file=out)
         regressions += run.regressions

@@ -8,85 +8,36 @@ no-baseline, machine-busy, short-answer and underpowered findings, each with its
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pytest_tokrate.core.findings import Finding
-from pytest_tokrate.gate.metrics import METRICS
+from pytest_tokrate.gate.changes import (
+    ConfigChange,
+    configuration_changes,
+    environment_changes,
+    model_changed,
+    unjudged,
+)
 from pytest_tokrate.gate.rule import (
     Comparison,
     GateSettings,
     answer_tokens,
     compare_runs,
 )
-from pytest_tokrate.machine.calibration import footnote
-from pytest_tokrate.machine.fingerprint import Change, definition_changes, environment_changes
+from pytest_tokrate.gate.table import table
+from pytest_tokrate.gate.verdict import (
+    mark_unjudged,
+    overall,
+    record,
+    tradeoff,
+    tradeoff_text,
+)
+from pytest_tokrate.machine.fingerprint import Change
 
 if TYPE_CHECKING:
-    from pytest_tokrate.gate.store import Baseline
-
-# -- text ------------------------------------------------------------------------------
-
-
-def _num(x: float, scale: float = 1.0) -> str:
-    if x is None or math.isnan(x):
-        return "-"
-    v = x * scale
-    return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
-
-
-def _pct(x: float, sign: bool = True) -> str:
-    if math.isnan(x):
-        return "-"
-    return f"{x * 100:+.1f}%" if sign else f"{x * 100:.1f}%"
-
-
-def _pvalue(p: float) -> str:
-    if math.isnan(p):
-        return "-"
-    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
-
-
-def row(c: Comparison) -> list[str]:
-    name, scale, unit, higher = METRICS[c.metric]
-    if c.metric == "pass_rate":
-        change = "-" if math.isnan(c.change) else f"{c.change * 100:+.0f} pts"
-        ci = f"{_pct(c.ci[0], False)} .. {_pct(c.ci[1], False)}"
-        tol = f"-{c.tolerance * 100:g} pts"
-    else:
-        change = _pct(c.change)
-        ci = "-" if math.isnan(c.ci[0]) else f"{_pct(c.ci[0])} .. {_pct(c.ci[1])}"
-        tol = f"{'-' if higher else '+'}{c.tolerance * 100:g}%"
-    return [
-        f"{name}{unit and ' (' + unit.strip() + ')'}",
-        f"{_num(c.baseline, scale)} -> {_num(c.current, scale)}",
-        change,
-        ci,
-        _pvalue(c.p_value),
-        tol,
-        c.verdict,
-    ]
-
-
-HEADER = ["metric", "baseline -> current", "change", "95% CI", "p", "tolerance", "verdict"]
-
-
-def table(comparisons: Sequence[Comparison], indent: str = "  ") -> list[str]:
-    """Aligned text rows; medians for speed metrics; a last line when the speed figures
-    were judged relative to the machine reference."""
-    rows = [HEADER, *(row(c) for c in comparisons)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    lines = [
-        indent + "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-        for r in rows
-    ]
-    machine = next((c.machine_ref for c in comparisons if c.machine_ref), None)
-    if machine is not None:
-        lines.append(indent + footnote(*machine))
-    return lines
-
+    pass
 
 # -- findings -------------------------------------------------------------------------
 
@@ -114,6 +65,19 @@ class _Judged:
     data: dict[str, Any]
     #: ``", recorded <when>"``, or empty when the baseline does not say.
     when: str
+    #: Configuration differences from the baseline (judged, and named in every finding).
+    changes: Sequence[ConfigChange] = ()
+    #: The trade-off line after a model change, or empty.
+    trade: str = ""
+
+    def context(self) -> list[str]:
+        """Lines under a finding's table: what changed, and the trade-off."""
+        lines = []
+        if self.changes:
+            lines.append("  configuration changed: " + "; ".join(map(str, self.changes)))
+        if self.trade:
+            lines.append(f"  {self.trade}")
+        return lines
 
 
 def _no_baseline(test_id: str, where: str, settings: GateSettings) -> Finding:
@@ -168,6 +132,7 @@ def _machine_busy(
             "The change below may come from that load, not from the code: "
             "rerun on a quiet machine.",
             *table(comparisons),
+            *run.context(),
         ]
     )
     return comparisons, Finding("machine-busy", "warn", text, run.data)
@@ -191,14 +156,14 @@ def _regression(run: _Judged, comparisons: Sequence[Comparison]) -> Finding | No
     return Finding(
         "regression",
         _severity(settings.mode, "fail"),
-        "\n".join([head, *table(comparisons), foot]),
+        "\n".join([head, *table(comparisons), *run.context(), foot]),
         run.data,
     )
 
 
 def _stale_baseline(run: _Judged, comparisons: Sequence[Comparison]) -> Finding | None:
     improvements = [c for c in comparisons if c.verdict == "improvement"]
-    if not improvements:
+    if not improvements or run.trade:  # after a model change the gain is the trade-off's
         return None
     names = ", ".join(c.name for c in improvements)
     text = "\n".join(
@@ -206,6 +171,7 @@ def _stale_baseline(run: _Judged, comparisons: Sequence[Comparison]) -> Finding 
             f"tokrate: stale baseline for {run.test_id}: {names} much better than "
             f"{run.where}{run.when}; {_REFRESH} so that a later regression is caught.",
             *table(comparisons),
+            *run.context(),
         ]
     )
     return Finding(
@@ -248,13 +214,79 @@ def _underpowered(run: _Judged, comparisons: Sequence[Comparison]) -> Finding | 
     )
 
 
+def _accepted(run: _Judged, comparisons: Sequence[Comparison]) -> Finding | None:
+    """A pass-rate drop a trade-off policy accepted: said, not failed."""
+    if not any(c.verdict == "accepted" for c in comparisons):
+        return None
+    return Finding(
+        "accepted-tradeoff",
+        "warn",
+        "\n".join(
+            [
+                f"tokrate: the pass rate of {run.test_id} dropped against {run.where}, "
+                "accepted for the speed gain (--tokrate-accept-tradeoff):",
+                *table(comparisons),
+                *run.context(),
+            ]
+        ),
+        run.data,
+    )
+
+
 #: The findings about a comparable run, in the order they are reported.
 _BUILDERS: tuple[Callable[[_Judged, Sequence[Comparison]], Finding | None], ...] = (
     _regression,
+    _accepted,
     _stale_baseline,
     _decode_not_gated,
     _underpowered,
 )
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What is judged: the test (with its run label), the baseline file as shown, and
+    the models of both sides."""
+
+    test_id: str
+    where: str
+    model: str | None = None
+    baseline_model: str | None = None
+
+
+def _gate_finding(subject: Subject, verdict: str, **fields: Any) -> Finding:
+    data = record(
+        test=subject.test_id,
+        verdict=verdict,
+        baseline=subject.where if verdict != "no baseline" else None,
+        baseline_model=subject.baseline_model,
+        model=subject.model,
+        **fields,
+    )
+    changes = f" [{'; '.join(data['changes'])}]" if data["changes"] else ""
+    return Finding(
+        "gate", "info", f"tokrate gate: {verdict}: {subject.test_id}{changes}", {"gate": data}
+    )
+
+
+def _compare(
+    baseline: Mapping[str, Any],
+    current: Mapping[str, Any],
+    baseline_fingerprint: Mapping[str, Any],
+    current_fingerprint: Mapping[str, Any],
+    settings: GateSettings,
+) -> tuple[list[Change], list[ConfigChange], list[Comparison], dict[str, Any] | None]:
+    """Environment and configuration changes, every gated figure compared (those a
+    change made meaningless marked not judged), and the trade-off after a model change."""
+    env = environment_changes(baseline_fingerprint, current_fingerprint)
+    config = configuration_changes(
+        baseline_fingerprint, current_fingerprint, baseline["definition"], current["definition"]
+    )
+    comparisons = mark_unjudged(compare_runs(baseline, current, settings), unjudged(config))
+    trade: dict[str, Any] | None = None
+    if model_changed(config) and not env:
+        comparisons, trade = tradeoff(comparisons, settings)
+    return env, config, comparisons, trade
 
 
 def judge_run(
@@ -268,28 +300,62 @@ def judge_run(
     settings: GateSettings,
     recorded_at: str | None = None,
     busy: str | None = None,
+    subject: Subject | None = None,
 ) -> list[Finding]:
-    """Findings for one run of a test against its stored baseline run (``None``: none).
+    """Findings for one run of a test against its stored baseline run (``None``: none),
+    ending with the ``gate`` finding whose data is the verdict every report shows.
 
-    ``busy`` says why speed figures cannot be trusted (other processes took the CPU while
-    measuring, see :mod:`pytest_tokrate.machine.load`): a speed regression or improvement
-    is then reported as not judged instead of failing. The pass rate is judged regardless.
+    A different environment (:mod:`.changes`) makes the baseline not comparable; a
+    different configuration is judged, each difference named. ``busy`` says why speed
+    figures cannot be trusted (other processes took the CPU while measuring, see
+    :mod:`pytest_tokrate.machine.load`): a speed regression or improvement is then
+    reported as not judged instead of failing. The pass rate is judged regardless.
     """
     if settings.mode == "off":
         return []
+    subject = subject or Subject(test_id, where)
     if baseline is None or baseline_fingerprint is None:
-        return [_no_baseline(test_id, where, settings)]
-    changes: list[Change] = environment_changes(baseline_fingerprint, current_fingerprint)
-    changes += definition_changes(baseline["definition"], current["definition"])
-    comparisons = compare_runs(baseline, current, settings)
-    data: dict[str, Any] = {
-        "path": where,
-        "comparisons": [asdict(c) for c in comparisons],
-    }
-    if changes:
-        return [_not_comparable(test_id, where, settings, changes, comparisons, data)]
+        return [
+            _no_baseline(test_id, where, settings),
+            _gate_finding(subject, "no baseline", why=f"looked for {where}"),
+        ]
+    env, config, comparisons, trade = _compare(
+        baseline, current, baseline_fingerprint, current_fingerprint, settings
+    )
+    data: dict[str, Any] = {"path": where, "comparisons": [asdict(c) for c in comparisons]}
+    if env:
+        why = "; ".join(str(c) for c in env)
+        return [
+            _not_comparable(test_id, where, settings, env, comparisons, data),
+            _gate_finding(
+                subject, "not comparable", why=why, changes=config, comparisons=comparisons
+            ),
+        ]
     when = f", recorded {recorded_at}" if recorded_at else ""
-    run = _Judged(test_id, where, settings, baseline, current, data, when)
+    run = _Judged(
+        test_id, where, settings, baseline, current, data, when, config,
+        tradeoff_text(trade) if trade else "",
+    )  # fmt: skip
+    findings, comparisons = _comparable_findings(run, comparisons, busy)
+    verdict = overall([f.kind for f in findings])
+    why = ""
+    if verdict == "ok" and any(c.verdict == "accepted" for c in comparisons):
+        verdict, why = "accepted", str((trade or {}).get("policy") or "")
+    elif verdict == "not judged":
+        why = busy or ""
+    findings.append(
+        _gate_finding(
+            subject, verdict, why=why, changes=config, comparisons=comparisons, trade=trade
+        )
+    )
+    return findings
+
+
+def _comparable_findings(
+    run: _Judged, comparisons: list[Comparison], busy: str | None
+) -> tuple[list[Finding], list[Comparison]]:
+    """The findings about a comparable run, and its comparisons as finally judged (speed
+    verdicts withheld while the machine was busy)."""
     findings: list[Finding] = []
     if busy:
         comparisons, withheld = _machine_busy(run, comparisons, busy)
@@ -299,44 +365,11 @@ def judge_run(
         finding = build(run, comparisons)
         if finding is not None:
             findings.append(finding)
-    return findings
+    return findings, comparisons
 
 
-# -- two versions of a baseline file --------------------------------------------------
+# Re-exported: the console script reads the table and the file diff from here.
+from pytest_tokrate.gate.diff import RunDiff, diff_runs  # noqa: E402
+from pytest_tokrate.gate.table import HEADER, row  # noqa: E402
 
-
-@dataclass(frozen=True)
-class RunDiff:
-    """One run of a baseline file against the same run in another version of the file."""
-
-    label: str
-    #: ``added`` or ``removed`` (then nothing is compared), or ``compared``.
-    status: str
-    #: Why the two runs are not comparable; empty when they are.
-    changes: list[Change]
-    comparisons: list[Comparison]
-
-    @property
-    def regressions(self) -> int:
-        """Regressions that count: none when the runs are not comparable."""
-        if self.changes:
-            return 0
-        return sum(c.verdict == "regression" for c in self.comparisons)
-
-
-def diff_runs(old: Baseline, new: Baseline, settings: GateSettings) -> Iterator[RunDiff]:
-    """Each run of ``old`` and ``new``, by label, judged as the gate would judge ``new``
-    against ``old`` (one at a time, so a caller can print as they come)."""
-    env = environment_changes(old.fingerprint, new.fingerprint)
-    for label in sorted(set(old.runs) | set(new.runs)):
-        if label not in old.runs or label not in new.runs:
-            yield RunDiff(label, "added" if label in new.runs else "removed", [], [])
-            continue
-        changes = env + definition_changes(
-            old.runs[label]["definition"], new.runs[label]["definition"]
-        )
-        comparisons = compare_runs(old.runs[label], new.runs[label], settings)
-        yield RunDiff(label, "compared", changes, comparisons)
-
-
-__all__ = ["HEADER", "RunDiff", "diff_runs", "judge_run", "row", "table"]
+__all__ = ["HEADER", "RunDiff", "Subject", "diff_runs", "judge_run", "row", "table"]

@@ -9,7 +9,9 @@ script, so a value means the same wherever it is written.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from pytest_tokrate.errors import UsageError
 from pytest_tokrate.gate.metrics import METRICS
@@ -106,14 +108,75 @@ def parse_mode(value: object, source: str, choices: Sequence[str]) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class TradeoffPolicy:
+    """A pass-rate drop the project accepts for a speed gain, when the model or its
+    quantization changed: ``5 points for decode_tps +30%`` accepts a drop of up to 5
+    points if decode tok/s is at least 30% higher (significantly, at the gate's alpha)."""
+
+    max_drop: float  # points as a fraction: 0.05 = 5 points
+    metric: str
+    min_gain: float  # relative, in the metric's good direction
+
+    def __str__(self) -> str:
+        sign = "+" if METRICS[self.metric][3] else "-"
+        return f"{self.max_drop * 100:g} points for {self.metric} {sign}{self.min_gain * 100:g}%"
+
+
+_POLICY = re.compile(
+    r"(?P<drop>[0-9]+(?:\.[0-9]+)?)\s*(?:points?|pts?)\s+for\s+(?P<metric>[a-z0-9_]+)\s*"
+    r"(?P<sign>[+-])\s*(?P<gain>[0-9]+(?:\.[0-9]+)?)\s*%",
+    re.ASCII,
+)
+_POLICY_EXAMPLE = "'5 points for decode_tps +30%' (or 'none'); several separated by ';'"
+
+
+def _policy(part: str, value: object, source: str) -> TradeoffPolicy:
+    match = _POLICY.fullmatch(part.strip())
+    if match is None:
+        raise _bad(source, value, _POLICY_EXAMPLE)
+    metric = match["metric"]
+    if metric not in METRICS or metric == "pass_rate":
+        speed = ", ".join(m for m in METRICS if m != "pass_rate")
+        raise UsageError(
+            f"{source}: unknown speed metric {metric!r} in {value!r}: use one of {speed}."
+        )
+    higher = METRICS[metric][3]
+    if (match["sign"] == "+") != higher:
+        good = "+ (higher is better)" if higher else "- (lower is better)"
+        raise UsageError(
+            f"{source}: {metric} {match['sign']}{match['gain']}% in {value!r} asks for a worse "
+            f"{metric}: write the gain with {good}, e.g. "
+            f"'5 points for {metric} {'+' if higher else '-'}30%'."
+        )
+    drop, gain = float(match["drop"]) / 100.0, float(match["gain"]) / 100.0
+    if not (0 < drop <= 1 and 0 < gain < 100):
+        raise _bad(source, value, "a drop of 0 to 100 points and a gain above 0%")
+    return TradeoffPolicy(drop, metric, gain)
+
+
+def parse_tradeoff(value: object, source: str) -> tuple[TradeoffPolicy, ...]:
+    """Trade-off policies (``--tokrate-accept-tradeoff``); ``none`` accepts no drop."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise _bad(source, value, _POLICY_EXAMPLE)
+    if value.strip().lower() in ("none", "off"):
+        return ()
+    parts = [p for p in value.split(";") if p.strip()]
+    if not parts:
+        raise _bad(source, value, _POLICY_EXAMPLE)
+    return tuple(_policy(part, value, source) for part in parts)
+
+
 __all__ = [
     "GATE_MODES",
     "MISMATCH_MODES",
     "MISSING_MODES",
     "STALE_MODES",
+    "TradeoffPolicy",
     "parse_fraction",
     "parse_metrics",
     "parse_min_tokens",
     "parse_mode",
     "parse_tolerance",
+    "parse_tradeoff",
 ]

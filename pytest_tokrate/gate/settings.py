@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from pytest_tokrate.gate.rule import GateSettings
 
 #: Keyword arguments of ``@pytest.mark.tokrate`` that belong to the gate.
-MARKER_KEYS = frozenset({"tolerance", "gate", "gate_metrics", "min_decode_tokens"})
+MARKER_KEYS = frozenset(
+    {"tolerance", "gate", "gate_metrics", "min_decode_tokens", "accept_tradeoff"}
+)
 #: A baseline environment: it is part of every baseline file's name (``test@ENV.json``),
 #: so it starts with a letter or digit (never ``.``, ``..``, ``_``, which
 #: ``gate.files`` would rewrite to one shared ``_``) and does not end with ``.`` (a
@@ -64,6 +66,7 @@ LAYER_FIELDS = {
     "on_mismatch": "on_mismatch",
     "on_stale": "on_stale",
     "min_decode_tokens": "min_decode_tokens",
+    "accept_tradeoff": "tradeoffs",
 }
 
 
@@ -84,6 +87,7 @@ def _layer_parsers() -> dict[str, Callable[[object, str], Any]]:
         "on_mismatch": mode(rule.MISMATCH_MODES),
         "on_stale": mode(rule.STALE_MODES),
         "min_decode_tokens": rule.parse_min_tokens,
+        "accept_tradeoff": rule.parse_tradeoff,
     }
 
 
@@ -112,6 +116,7 @@ class Layer:
     on_mismatch: str | None = None
     on_stale: str | None = None
     min_decode_tokens: int | None = None
+    tradeoffs: tuple[Any, ...] | None = None
 
 
 def parse_layer(source: str, values: Mapping[str, Any], prefix: str) -> Layer:

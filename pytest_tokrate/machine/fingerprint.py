@@ -153,7 +153,26 @@ def definition(
         "cache": settings.get("cache"),
         "checks": short_hash(checks) if checks else None,
     }
-    return {"hash": short_hash(parts), **parts}
+    # ``text`` names which part of the prompt changed and by how much; it is not part of
+    # the hash, so baselines recorded before it existed keep their definition's hash.
+    return {"hash": short_hash(parts), **parts, "text": _text_parts(request)}
+
+
+def _text_parts(request: Mapping[str, Any]) -> dict[str, Any]:
+    """Size and hash of the prompt, the system text and the messages; the format's hash."""
+
+    def part(value: Any, size: int) -> dict[str, Any]:
+        return {"size": size, "hash": short_hash(value)[:8]}
+
+    messages = request.get("messages") or []
+    fmt = request.get("format")
+    return {
+        "prompt": part(request.get("prompt"), len(str(request.get("prompt") or ""))),
+        "system": part(request.get("system"), len(str(request.get("system") or ""))),
+        "messages": part(messages, len(messages) if isinstance(messages, list) else 0),
+        "format": None if fmt is None else short_hash(fmt)[:8],
+        "raw": bool(request.get("raw")),
+    }
 
 
 def environment(model: Mapping[str, Any], versions: Mapping[str, Any]) -> dict[str, Any]:
@@ -164,6 +183,8 @@ def environment(model: Mapping[str, Any], versions: Mapping[str, Any]) -> dict[s
             "backend": model.get("backend") or versions.get("backend"),
             "engine_version": model.get("engine_version") or versions.get("engine"),
             "server_version": model.get("server_version") or versions.get("server"),
+            # Declared server settings (--tokrate-server-setting) are configuration.
+            "server_settings": dict((model.get("extra") or {}).get("server_settings") or {}),
         },
         "model": {
             "name": model.get("name"),

@@ -90,13 +90,22 @@ class Pending:
         self.failed.update(data["failed"])
 
     def queue(
-        self, test_id: str, env: str, fingerprint: Mapping[str, Any], key: str, record: Any
+        self,
+        test_id: str,
+        env: str,
+        fingerprint: Mapping[str, Any],
+        key: str,
+        record: Any,
+        model: str | None = None,
     ) -> None:
-        """Add one run of a test to its baseline document."""
+        """Add one run of a test to its baseline document (``model``: its id in the
+        test id, so that another model's run finds this baseline)."""
         doc = self.files.setdefault(
             f"{test_id}@{env}",
             {"test_id": test_id, "env": env, "fingerprint": fingerprint, "runs": {}},
         )
+        if model is not None:
+            doc["model"] = model
         doc["runs"][key] = record
 
 
@@ -198,7 +207,9 @@ class BaselineWriter:
         written: list[str] = []
         for doc in sorted(docs, key=lambda d: (d["test_id"], d["env"])):
             path = baselines.baseline_path(root, doc["test_id"], doc["env"])
-            data = baselines.build(doc["test_id"], doc["env"], doc["fingerprint"], doc["runs"])
+            data = baselines.build(
+                doc["test_id"], doc["env"], doc["fingerprint"], doc["runs"], self._models(doc)
+            )
             try:
                 baselines.save(path, data, replace_invalid=self.options.force)
             except TokrateError as exc:
@@ -210,6 +221,18 @@ class BaselineWriter:
             + ("" if written else " (no tokrate test passed)")
         )
         self.lines.extend(f"  {w}" for w in written)
+
+    def _models(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """Which model a document is of, the test without it, and the project's
+        reference model (the first listed): how runs on other models find it."""
+        from pytest_tokrate.gate.siblings import without_model
+
+        model = doc.get("model")
+        return {
+            "model_id": model,
+            "test_key": without_model(doc["test_id"], model),
+            "reference_model": self.models[0].name if self.models else None,
+        }
 
     def _say_waiting(self) -> None:
         """Said at once, not in the summary: the run seems to hang while it waits."""

@@ -72,10 +72,28 @@ class BaselineGate:
             self.loaded[path] = load_if_exists(path)
         return self.loaded[path]
 
+    def model_id(self, measurement: Measurement) -> str | None:
+        """The model's id in the test id: the name given to --tokrate-model."""
+        name = measurement.model.name
+        names = [m.name for m in self.session.config.models]
+        return name if name in names or not names else None
+
+    def _reference(self, path: Path, test_id: str, env: str, model: str | None) -> Baseline | None:
+        """The same test's baseline on the reference model, when this model has none."""
+        from pytest_tokrate.gate.siblings import reference_baseline, without_model
+
+        key = without_model(test_id, model)
+        if key is None:
+            return None
+        found = reference_baseline(path.parent, key, env)
+        if found is not None:
+            self.loaded.setdefault(found.path, found)
+        return found
+
     def judge(self, measurement: Measurement, context: JudgeContext) -> list[Finding]:
         from pytest_tokrate.core.findings import Finding
         from pytest_tokrate.gate import store as baselines
-        from pytest_tokrate.gate.judge import judge_run
+        from pytest_tokrate.gate.judge import Subject, judge_run
 
         test_id = measurement.test_id or context.test_id
         env = self.options.env_for(measurement.model.backend)
@@ -83,19 +101,24 @@ class BaselineGate:
         fingerprint = baselines.measurement_environment(measurement)
         record = self._run_record(measurement, context)
         key = baselines.run_key(measurement)
-        where = self.options.display(path)
+        model = self.model_id(measurement)
         if self.options.update:
-            self.writer.pending.queue(test_id, env, fingerprint, key, record)
+            self.writer.pending.queue(test_id, env, fingerprint, key, record, model)
+            where = self.options.display(path)
             return [Finding("baseline-update", "info", f"tokrate: baseline queued: {where}")]
         settings = self.settings_for(context.marker, test_id)
         if settings.mode == "off":
             return []
-        baseline = self._baseline(path)
+        baseline = self._baseline(path) or self._reference(path, test_id, env, model)
+        where = self.options.display(baseline.path if baseline is not None else path)
+        if baseline is not None and baseline.path != path:
+            where += f" (recorded on {baseline.model}; {model} has no baseline of its own)"
         run = baseline.runs.get(key) if baseline is not None else None
         if baseline is not None and run is None:
             where = f"{where} (it has no run {key!r}, only {', '.join(map(repr, baseline.runs))})"
+        shown = test_id if key == "run 1" else f"{test_id} ({key})"
         return judge_run(
-            test_id=test_id if key == "run 1" else f"{test_id} ({key})",
+            test_id=shown,
             where=where,
             baseline=run,
             baseline_fingerprint=baseline.fingerprint if baseline is not None else None,
@@ -104,6 +127,7 @@ class BaselineGate:
             settings=settings,
             recorded_at=baseline.data.get("recorded_at") if baseline is not None else None,
             busy=self.busy_reason(record, run),
+            subject=Subject(shown, where, model, baseline.model if baseline else None),
         )
 
     def _run_record(self, measurement: Measurement, context: JudgeContext) -> dict[str, Any]:

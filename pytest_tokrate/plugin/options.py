@@ -151,6 +151,11 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
      "(decode tok/s, TPOT) are compared with the baseline; shorter answers have too few "
      "decode steps to time, and only their TTFT and pass rate are judged. Default: 32",
      lambda v: _gate_option("min-decode-tokens", v)),
+    ("accept-tradeoff", "tokrate_accept_tradeoff",
+     "When the model or its quantization changed: a pass-rate drop beyond the tolerance "
+     "that is accepted for a significant speed gain, e.g. '5 points for decode_tps +30%' "
+     "(several separated by ';'), or none. Default: none (any such drop fails)",
+     lambda v: _gate_option("accept-tradeoff", v)),
     ("gate", "tokrate_gate",
      "Regression gate: enforce (a regression fails its test), report (regressions are "
      "warnings) or off (no comparison). Default: enforce",
@@ -159,8 +164,9 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
      "A test without a baseline: warn, or fail (strict, for CI). Default: warn",
      lambda v: _gate_option("missing-baseline", v)),
     ("on-mismatch", "tokrate_on_mismatch",
-     "A baseline recorded with another fingerprint (hardware, engine, model, test "
-     "definition): warn, skip or fail. Default: warn",
+     "A baseline recorded in another environment (hardware, or the measurement method; "
+     "a changed model, engine, option or prompt is judged, not a mismatch): warn, skip or "
+     "fail. Default: warn",
      lambda v: _gate_option("on-mismatch", v)),
     ("on-stale", "tokrate_on_stale",
      "A test significantly better than its baseline beyond the tolerance (stale "

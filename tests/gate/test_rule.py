@@ -179,6 +179,18 @@ FP = {"hardware": {"cpu_model": "X"}, "engine": {}, "model": {"name": "smollm2"}
 
 
 def judge(baseline: dict[str, Any] | None, current: dict[str, Any], **kw: Any) -> list[Any]:
+    """The findings, without the ``gate`` record that ends every judged run's list."""
+    return [f for f in judge_all(baseline, current, **kw) if f.kind != "gate"]
+
+
+def verdict(baseline: dict[str, Any] | None, current: dict[str, Any], **kw: Any) -> Any:
+    """The ``gate`` record: the verdict every report shows."""
+    (record,) = [f for f in judge_all(baseline, current, **kw) if f.kind == "gate"]
+    assert record.severity == "info"
+    return record.data["gate"]
+
+
+def judge_all(baseline: dict[str, Any] | None, current: dict[str, Any], **kw: Any) -> list[Any]:
     settings = kw.pop("settings", GateSettings())
     return gate.judge_run(
         test_id="t.py::test_x[smollm2]",
@@ -211,10 +223,18 @@ def test_findings_for_each_situation(decode: list[float]) -> None:
     (nc,) = judge(run(decode), run(slow), fingerprint=other)
     assert nc.kind == "not-comparable" and "hardware.cpu_model: 'Y' -> 'X'" in nc.message
     assert "for information only" in nc.message
-    (changed,) = judge(run(decode), run(decode, definition="d2"))
-    assert changed.kind == "not-comparable" and "definition.hash" in changed.message
+    # A changed test definition is configuration: judged (here: within noise), and named.
+    assert judge(run(decode), run(decode, definition="d2")) == []
+    changed = verdict(run(decode), run(decode, definition="d2"))
+    assert changed["verdict"] == "ok" and changed["changes"] == ["test definition changed"]
+    (reg,) = judge(run(decode), run(slow, definition="d2"))
+    assert reg.kind == "regression" and "configuration changed: test definition" in reg.message
     skip = GateSettings(on_mismatch="skip")
-    assert judge(run(decode), run(decode, "d2"), settings=skip)[0].severity == "skip"
+    assert judge(run(decode), run(decode), fingerprint=other, settings=skip)[0].severity == "skip"
+    assert verdict(run(decode), run(slow), fingerprint=other)["verdict"] == "not comparable"
+    assert verdict(None, run(decode))["verdict"] == "no baseline"
+    assert verdict(run(decode), run(slow))["verdict"] == "regression"
+    assert verdict(run(slow), run(decode))["verdict"] == "stale"
 
 
 def test_a_busy_machine_withholds_speed_but_not_quality(decode: list[float]) -> None:

@@ -117,6 +117,30 @@ class Stall(Fault):
 
 
 @register_fault
+class Slower(Fault):
+    """The server runs ``factor`` times slower, as on a smaller GPU: the final piece's
+    durations (``eval_duration``, ...) are stretched by ``factor``, and the final piece
+    is held back so that the whole response takes ``factor`` times as long for the
+    client too. The wait comes after the last token, so the engine's own timers do not
+    count it twice."""
+
+    name = "slower"
+    params: ClassVar[dict[str, Any]] = {"factor": 1.3}
+    _DURATIONS = ("total_duration", "prompt_eval_duration", "eval_duration")
+
+    def wrap(self, ex: Exchange, proto: WireProtocol, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        factor = float(self.args["factor"])
+        start = time.perf_counter()
+        for piece in pieces:
+            if piece.final and isinstance(piece.obj, dict):
+                time.sleep((time.perf_counter() - start) * (factor - 1.0))
+                for key in self._DURATIONS:
+                    if isinstance(piece.obj.get(key), int):
+                        piece.obj[key] = round(piece.obj[key] * factor)
+            yield piece
+
+
+@register_fault
 class Busy(Fault):
     """The server's queue is full: 503 with the server's own message."""
 

@@ -178,13 +178,22 @@ def test_not_comparable_names_the_change(pytester: pytest.Pytester, recorded: Pa
     pytester.runpytest(MODEL, QUIET, "--tokrate-on-mismatch=fail").assert_outcomes(failed=1)
 
 
-def test_a_changed_test_definition_is_not_comparable(
+def test_a_changed_test_definition_is_judged_and_named(
     pytester: pytest.Pytester, recorded: Path
 ) -> None:
+    """An option is configuration: judged (no warning), and the gate section names it;
+    end-to-end latency, whose meaning the answer length sets, is shown but not judged."""
     pytester.makepyfile(test_speed=SPEED.replace("num_predict=4", "num_predict=5"))
-    result = pytester.runpytest(MODEL, QUIET)
-    result.assert_outcomes(passed=1, warnings=1)
-    assert "definition.options.num_predict: 4 -> 5" in text(result)
+    result = pytester.runpytest(MODEL, QUIET, "--tokrate-gate-metrics=decode_tps,e2e")
+    result.assert_outcomes(passed=1)
+    out = text(result)
+    assert "tokrate: baselines and gate" in out and "[num_predict 4 -> 5]" in out
+    assert "not judged: num_predict changed" in out
+    # Slower than the baseline claims: the option change is judged, and named.
+    edit(recorded, scale("decode_tps", 10.0))
+    slow = pytester.runpytest(MODEL, QUIET)
+    slow.assert_outcomes(failed=1)
+    assert "configuration changed: num_predict 4 -> 5" in text(slow)
 
 
 def test_missing_baseline_warns_or_fails_when_strict(pytester: pytest.Pytester) -> None:
