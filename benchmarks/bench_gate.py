@@ -17,6 +17,9 @@ Two steps:
         python benchmarks/bench_gate.py record p1 --num-thread 1 --long-prompt   # long prompt
         python benchmarks/bench_gate.py record a1                                # 2 threads
 
+    ``--model``, ``--num-ctx`` and ``--system-prompt`` change the configuration instead
+    (``gate_changes.py`` records those conditions in turn).
+
     The neighbours ran beside it as ``python benchmarks/neighbour.py cpu|bw|burst`` (one
     process per neighbour, started a second before and killed after the recording).
 
@@ -114,7 +117,13 @@ def record(
     num_thread: int,
     long_prompt: bool,
     num_predict: int = 64,
+    model: str = "smollm2",
+    num_ctx: int = 0,
+    system: str | None = None,
 ) -> Path:
+    """Record one session; ``model``, ``num_ctx`` and ``system`` are the configuration
+    changes of ``gate_changes.py`` (a derived quantization such as ``smollm2-q8_0`` is
+    requantized from the Q4_1 file on first use, into the tokrate cache directory)."""
     from pytest_tokrate.backends.base import Request
     from pytest_tokrate.backends.llamacpp import LlamaCppBackend
     from pytest_tokrate.backends.models import resolve_model
@@ -126,9 +135,11 @@ def record(
     options: dict[str, Any] = {"num_predict": num_predict}
     if num_thread:
         options["num_thread"] = num_thread
+    if num_ctx:
+        options["num_ctx"] = num_ctx
     prompt = f"{LONG_TEXT}\n\n{PROMPT}" if long_prompt else PROMPT
     settings = resolve([Layer("bench", rounds=rounds, warmup=2, options=options)])
-    backend = LlamaCppBackend(resolve_model("smollm2"))
+    backend = LlamaCppBackend(resolve_model(model))
     loads: list[float] = []
     stamps: list[float] = []
     foreign: list[float | None] = []
@@ -155,7 +166,8 @@ def record(
         loads.append(os.getloadavg()[0])
         stamps.append(round(time.monotonic() - start, 3))
 
-    m = Runner(backend).run(Request(prompt=prompt), settings, on_round, until_deadline)
+    request = Request(prompt=prompt, system=system)
+    m = Runner(backend).run(request, settings, on_round, until_deadline)
     backend.close()
     rows = []
     for s, load, t, other, more in zip(m.samples, loads, stamps, foreign, extra, strict=True):
@@ -170,6 +182,8 @@ def record(
         "condition": name,
         "prompt_tokens": m.samples[0].prompt_tokens if m.samples else None,
         "options": options,
+        "system_chars": len(system) if system else None,
+        "quantization": m.model.quantization,
         "recorded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "hardware": fingerprint.hardware(),
         "model": m.model.name,
@@ -205,6 +219,7 @@ def sessions() -> dict[str, Session]:
             "wait": [float(r.get("wait_share") or 0.0) for r in rows],
             "seconds": [float(r["e2e"]) for r in rows],
             "tokens": [int(r["output_tokens"]) for r in rows],
+            "prompt_tokens": data.get("prompt_tokens"),
         }
     return out
 
@@ -261,8 +276,10 @@ def verdicts(
     windows: tuple[slice, slice],
     factor: float,
     tol: float,
-) -> dict[str, bool | None]:
-    """Whether each rule declares a regression, every rule on the same two windows.
+) -> dict[str, str | None]:
+    """Each rule's verdict, every rule on the same two windows: ``"regression"``,
+    ``"improvement"``, ``"ok"`` (or ``"underpowered"`` for ours); pytest-benchmark's
+    rule says only ``"regression"`` or ``"ok"``.
 
     ``raw``: our rule on the raw figures (``--tokrate-calibrate=off``); ``ours``: the
     plugin's default, relative to the machine reference. Both through the plugin's own
@@ -284,12 +301,13 @@ def verdicts(
         {"samples": {"output_tokens": s["tokens"][w]}}
         for s, w in zip((base, cur), windows, strict=True)
     ]
+    pb = "regression" if _pb_fails(as_time(b), as_time(c)) else "ok"
     if metric in DECODE_METRICS and answer_tokens(*runs) is not None:
-        return {"pytest-benchmark": _pb_fails(as_time(b), as_time(c)), "raw": None, "ours": None}
+        return {"pytest-benchmark": pb, "raw": None, "ours": None}
     return {
-        "pytest-benchmark": _pb_fails(as_time(b), as_time(c)),
-        "raw": speed_verdict(b, c, tol, higher, ALPHA)[0] == "regression",
-        "ours": speed_verdict(b_adj, c_adj, tol, higher, ALPHA)[0] == "regression",
+        "pytest-benchmark": pb,
+        "raw": speed_verdict(b, c, tol, higher, ALPHA)[0],
+        "ours": speed_verdict(b_adj, c_adj, tol, higher, ALPHA)[0],
     }
 
 
@@ -306,6 +324,13 @@ CONDITIONS = {
     "k": "one memory-bandwidth-bound process; 8-token answers",
     "a": "nothing; 2 engine threads (the default)",
     "m": "one CPU-bound process; 2 engine threads",
+    # gate_changes.py: configuration changes, recorded in turn on a busy shared machine
+    "e": "unchanged configuration (gate_changes.py)",
+    "n": "num_ctx 4096 (gate_changes.py)",
+    "x": "Q8_0 requantized from Q4_1 (gate_changes.py)",
+    "z": "Q4_0 requantized from Q4_1 (gate_changes.py)",
+    "y": "a longer system prompt (gate_changes.py)",
+    "t": "2 engine threads (gate_changes.py)",
 }
 #: The 1-thread, 64-token recordings under every kind of neighbour.
 MIXED = "qcbuhv"
@@ -361,8 +386,9 @@ def simulate(trials: int, seed: int) -> list[dict[str, Any]]:
                     by_load = quiet_by_load(b, i, nb) and quiet_by_load(c, j, n)
                     by_wait = quiet_by_wait(b, i, nb) and quiet_by_wait(c, j, n)
                     guards = {"pytest-benchmark": by_load, "raw": by_load, "ours": by_wait}
-                    for rule, hit in verdicts(metric, b, c, windows, factor, tol).items():
+                    for rule, word in verdicts(metric, b, c, windows, factor, tol).items():
                         judged[rule] += guards[rule]
+                        hit = None if word is None else word == "regression"
                         if hit is None or hits[rule] is None:
                             hits[rule] = judged_hits[rule] = None  # not gated
                             continue
@@ -466,6 +492,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rec.add_argument("--num-thread", type=int, default=0, help="0: the engine default")
     rec.add_argument("--long-prompt", action="store_true")
     rec.add_argument("--num-predict", type=int, default=64)
+    rec.add_argument("--model", default="smollm2", help="e.g. smollm2-q8_0 (requantized)")
+    rec.add_argument("--num-ctx", type=int, default=0, help="0: the engine default (2048)")
+    rec.add_argument(
+        "--system-prompt", default=None, help="system text (default: the chat template's own)"
+    )
     sim = sub.add_parser("simulate", help="simulate CI runs from the recordings")
     sim.add_argument("--trials", type=int, default=2000)
     sim.add_argument("--seed", type=int, default=0)
@@ -479,6 +510,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.num_thread,
             args.long_prompt,
             args.num_predict,
+            args.model,
+            args.num_ctx,
+            args.system_prompt,
         )
         return 0
     t = time.monotonic()
