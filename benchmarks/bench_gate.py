@@ -175,6 +175,7 @@ def record(
         row.update(t_s=t, load1=load, foreign_cores=other, output_tokens=s.output_tokens)
         row.update(more)
         row["machine_ref_tps"] = s.extra.get("machine_ref_tps")
+        row["machine_ref_prefill_tps"] = s.extra.get("machine_ref_prefill_tps")
         if s.itl:
             row["decode_tps_itl"] = 1.0 / statistics.median(s.itl)
         rows.append(row)
@@ -204,6 +205,15 @@ def record(
 Session = dict[str, Any]
 
 
+def ref_key(metric: str, *runs: Session) -> str:
+    """The reference a metric is judged against, as the plugin chooses it
+    (``machine.calibration.reference_key``): the prefill rate for TTFT when every
+    session recorded it (sessions since the reference timed its prompt), else decode."""
+    if metric == "ttft" and all(any(r.get("ref_prefill") or ()) for r in runs):
+        return "ref_prefill"
+    return "ref"
+
+
 def sessions() -> dict[str, Session]:
     """Every recording: per round decode tok/s, TTFT, the machine reference, other
     processes' CPU cores and this process's run-queue wait."""
@@ -215,6 +225,7 @@ def sessions() -> dict[str, Session]:
             "decode_tps": [float(r["decode_tps"]) for r in rows],
             "ttft": [float(r["ttft"]) for r in rows],
             "ref": [r.get("machine_ref_tps") for r in rows],
+            "ref_prefill": [r.get("machine_ref_prefill_tps") for r in rows],
             "foreign": [float(r.get("foreign_cores") or 0.0) for r in rows],
             "wait": [float(r.get("wait_share") or 0.0) for r in rows],
             "seconds": [float(r["e2e"]) for r in rows],
@@ -294,8 +305,9 @@ def verdicts(
     scale = factor if higher else 1 / factor
     b = base[metric][windows[0]]
     c = [x * scale for x in cur[metric][windows[1]]]
-    b_adj = adjusted(b, base["ref"][windows[0]], higher) or b
-    c_adj = adjusted(c, cur["ref"][windows[1]], higher) or c
+    key = ref_key(metric, base, cur)
+    b_adj = adjusted(b, base[key][windows[0]], higher) or b
+    c_adj = adjusted(c, cur[key][windows[1]], higher) or c
     as_time = (lambda v: [1.0 / x for x in v]) if higher else list
     runs = [
         {"samples": {"output_tokens": s["tokens"][w]}}
@@ -501,7 +513,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--trials", type=int, default=2000)
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
+    sub.add_parser("adaptive", help="rounds=auto against fixed rounds (bench_adaptive.py)")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "adaptive":  # its options (--trials, --seed, --real) are its own
+        import bench_adaptive
+
+        return int(bench_adaptive.main(rest))
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "record":
         record(
             args.name,

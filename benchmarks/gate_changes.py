@@ -87,7 +87,8 @@ def _figures(session: Session, metric: str, machine: bool) -> list[float]:
     values: list[float] = session[metric]
     if not machine:
         return values
-    return adjusted(values, session["ref"], metric == "decode_tps") or []
+    key = bench_gate.ref_key(metric, session)
+    return adjusted(values, session[key], metric == "decode_tps") or []
 
 
 def true_effect(

@@ -54,6 +54,7 @@ def _round(backends: dict[str, Any], letter: str) -> dict[str, float | None]:
         "decode_tps": sample.decode_tps,
         "ttft": sample.ttft,
         "machine_ref_tps": sample.extra.get("machine_ref_tps"),
+        "machine_ref_prefill_tps": sample.extra.get("machine_ref_prefill_tps"),
     }
 
 
@@ -86,7 +87,11 @@ def record(cycles: int, seed: int = 0) -> Path:
 
 
 def _value(row: dict[str, Any], metric: str, machine: bool) -> float | None:
-    value, ref = row.get(metric), row.get("machine_ref_tps")
+    prefill = metric == "ttft" and row.get("machine_ref_prefill_tps")
+    value, ref = (
+        row.get(metric),
+        row.get("machine_ref_prefill_tps" if prefill else "machine_ref_tps"),
+    )
     if value is None:
         return None
     if not machine:

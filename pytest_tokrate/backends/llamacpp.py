@@ -281,16 +281,17 @@ class LlamaCppBackend:
             extra={"num_thread": round_.threads, "num_ctx": round_.n_ctx},
         )
 
-    def machine_reference(self, request: Request) -> float | None:
-        """The machine reference's decode rate now (see
-        :mod:`pytest_tokrate.machine.reference`), with the thread count the round will use;
-        ``None`` when turned off or unavailable."""
+    def machine_reference(self, request: Request) -> dict[str, float | None] | None:
+        """The machine reference's decode and prefill rates now, by sample key (see
+        :mod:`pytest_tokrate.machine.reference`); ``None`` when turned off."""
         if not self.reference:
             return None
+        from pytest_tokrate.machine.calibration import PREFILL_REFERENCE, REFERENCE
         from pytest_tokrate.machine.reference import shared
 
         with self._lock:
-            return shared(self._llama_cpp).tokens_per_second()
+            decode, prefill = shared(self._llama_cpp).rates()
+        return {REFERENCE: decode, PREFILL_REFERENCE: prefill}
 
     def close(self) -> None:
         for llm in self._instances.values():

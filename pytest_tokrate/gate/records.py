@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_tokrate.machine.calibration import REFERENCE
+from pytest_tokrate.machine.calibration import PREFILL_REFERENCE, REFERENCE
 from pytest_tokrate.machine.fingerprint import definition, environment
 from pytest_tokrate.machine.reference import THREADS as REFERENCE_THREADS
 
@@ -104,11 +104,12 @@ def run_record(measurement: Any) -> dict[str, Any]:
         summaries[figure] = _round({k: full[k] for k in _SUMMARY_KEYS})
     # The machine reference of each round (backends/reference.py), for machine-adjusted
     # comparisons; absent when the backend has none or --tokrate-calibrate=off.
-    refs = [s.extra.get(REFERENCE) for s in measurement.samples]
     extra: dict[str, Any] = {}
-    if any(isinstance(v, float) for v in refs):
-        samples[REFERENCE] = _round([v if isinstance(v, float) else None for v in refs])
-        extra["machine_ref_threads"] = REFERENCE_THREADS
+    for key in (REFERENCE, PREFILL_REFERENCE):
+        refs = [s.extra.get(key) for s in measurement.samples]
+        if any(isinstance(v, float) for v in refs):
+            samples[key] = _round([v if isinstance(v, float) else None for v in refs])
+            extra["machine_ref_threads"] = REFERENCE_THREADS
     return {
         **extra,
         "definition": definition(

@@ -17,11 +17,24 @@ from typing import Any
 
 #: Key of the reference rates in a run's stored samples.
 REFERENCE = "machine_ref_tps"
+#: Key of the prefill rates of the reference (its prompt evaluated as one batch).
+PREFILL_REFERENCE = "machine_ref_prefill_tps"
+#: Figures judged relative to the prefill reference when both runs have it (the decode
+#: reference otherwise): those the prompt's evaluation dominates.
+PREFILL_FIGURES = frozenset({"ttft", "prefill_tps"})
 
 
-def reference_rates(run: Mapping[str, Any]) -> list[float | None] | None:
+def reference_key(metric: str, *runs: Mapping[str, Any]) -> str:
+    """Which reference a metric is judged against: the prefill one for TTFT and prefill
+    rates when every run has it, else the decode one."""
+    if metric in PREFILL_FIGURES and all(reference_rates(r, PREFILL_REFERENCE) for r in runs):
+        return PREFILL_REFERENCE
+    return REFERENCE
+
+
+def reference_rates(run: Mapping[str, Any], key: str = REFERENCE) -> list[float | None] | None:
     """The per-round reference rates stored with a run, or ``None`` when it has none."""
-    values = run.get("samples", {}).get(REFERENCE)
+    values = run.get("samples", {}).get(key)
     if not isinstance(values, list) or not any(_usable(v) for v in values):
         return None
     return [float(v) if _usable(v) else None for v in values]
@@ -56,8 +69,17 @@ def footnote(base_median: float, current_median: float) -> str:
     return (
         f"machine-adjusted: the machine reference (a fixed decode timed around each round) "
         f"ran {base_median:.1f} -> {current_median:.1f} tok/s ({change * 100:+.1f}%); change, "
-        "CI and p compare each round relative to it (--tokrate-calibrate=off: raw figures)."
+        "CI and p compare each round relative to it, TTFT to its prefill rate "
+        "(--tokrate-calibrate=off: raw figures)."
     )
 
 
-__all__ = ["REFERENCE", "adjusted", "footnote", "reference_rates"]
+__all__ = [
+    "PREFILL_FIGURES",
+    "PREFILL_REFERENCE",
+    "REFERENCE",
+    "adjusted",
+    "footnote",
+    "reference_key",
+    "reference_rates",
+]

@@ -29,9 +29,11 @@ import threading
 import time
 from typing import Any
 
-#: Single-token decode steps timed per probe, after a short prompt.
+#: Single-token decode steps timed per probe, after the prompt.
 STEPS = 12
-_PROMPT = b"The weather today is sunny and"
+#: The prompt, evaluated as one batch and timed: the prefill reference (16 tokens: a
+#: batch long enough to time, about 0.15 s on one thread here).
+_PROMPT = b"The weather today is sunny and warm, with a light breeze from the sea and"
 #: Context size of the reference: prompt plus steps, with room to spare.
 _N_CTX = 64
 #: Threads of the reference workload, whatever the test uses: it measures the machine.
@@ -68,18 +70,28 @@ class MachineReference:
         return self._llm
 
     def tokens_per_second(self) -> float | None:
+        """Decode rate of the reference workload now (see :meth:`rates`)."""
+        return self.rates()[0]
+
+    def rates(self) -> tuple[float | None, float | None]:
         """Decode rate of the reference workload now, on :data:`THREADS` thread(s).
 
         The workload never follows the test's configuration, its thread count included:
         a reference run with the test's threads would move with them and cancel the
-        very change a test makes (``num_thread`` 1 -> 2 read as no change)."""
+        very change a test makes (``num_thread`` 1 -> 2 read as no change).
+
+        Returns ``(decode tok/s, prefill tok/s)``: prefill is bound by arithmetic and
+        decode by memory bandwidth, and a busy host slows them differently, so TTFT is
+        judged relative to the prefill rate and per-token figures to the decode rate."""
         with self._lock:
             llm = self._load()
             if llm is None:
-                return None
+                return None, None
             try:
                 llm.reset()
+                t = time.perf_counter()
                 llm.eval(self._tokens)
+                prefill_s = time.perf_counter() - t
                 steps = self._tokens[1:] or self._tokens
                 t = time.perf_counter()
                 for i in range(STEPS):
@@ -88,8 +100,10 @@ class MachineReference:
             except Exception as exc:
                 self.unavailable = f"{type(exc).__name__}: {exc}"
                 self.close()
-                return None
-            return STEPS / elapsed if elapsed > 0 else None
+                return None, None
+            decode = STEPS / elapsed if elapsed > 0 else None
+            prefill = len(self._tokens) / prefill_s if prefill_s > 0 else None
+            return decode, prefill
 
     def close(self) -> None:
         if self._llm is not None:
