@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any, Protocol
@@ -41,6 +41,10 @@ class Monitor(Protocol):
     def watch(self) -> AbstractContextManager[Any]: ...
 
 
+#: One probe of the machine reference: its decode rate, or rates by sample key.
+Probe = float | Mapping[str, float | None] | None
+
+
 def repeat_rounds(
     one_round: Callable[[], None], rounds: int, setup: Callable[[], None] | None = None
 ) -> None:
@@ -48,6 +52,19 @@ def repeat_rounds(
         if setup is not None:
             setup()
         one_round()
+
+
+def repeat_until(
+    one_round: Callable[[], None],
+    rounds: int,
+    setup: Callable[[], None] | None,
+    done: Callable[[], bool],
+) -> None:
+    """At most ``rounds`` rounds, stopping after the first round that makes ``done()``."""
+    for _ in range(rounds):
+        repeat_rounds(one_round, 1, setup)
+        if done():
+            return
 
 
 def with_normalized_counts(samples: Sequence[Sample]) -> list[Sample]:
@@ -68,20 +85,22 @@ def with_normalized_counts(samples: Sequence[Sample]) -> list[Sample]:
     return out
 
 
-def with_machine_reference(
-    samples: Sequence[Sample], probes: Sequence[float | None]
-) -> list[Sample]:
-    """Give each round the machine reference's rate *during* it: the mean of the probe
-    just before and the one just after (the next round's, or the final one), or the one of
-    the two that ran. ``probes[i]`` ran before round ``i``; one more ran after the last."""
+def with_machine_reference(samples: Sequence[Sample], probes: Sequence[Probe]) -> list[Sample]:
+    """Give each round the machine reference's rates *during* it: for each rate, the mean
+    of the probe just before and the one just after (the next round's, or the final one),
+    or the one of the two that ran. ``probes[i]`` ran before round ``i``; one more ran
+    after the last. A probe is a rate (the decode reference) or rates by sample key."""
     if len(probes) != len(samples) + 1:
         return list(samples)
+    rates = [p if isinstance(p, Mapping) else {REFERENCE: p} for p in probes]
     out = []
     for i, s in enumerate(samples):
-        pair = [p for p in probes[i : i + 2] if p is not None]
-        if pair:
-            s = replace(s, extra={**s.extra, REFERENCE: sum(pair) / len(pair)})
-        out.append(s)
+        extra = dict(s.extra)
+        for key in dict.fromkeys(k for r in rates[i : i + 2] if r for k in r):
+            pair = [v for r in rates[i : i + 2] if r and (v := r.get(key)) is not None]
+            if pair:
+                extra[key] = sum(pair) / len(pair)
+        out.append(replace(s, extra=extra) if extra != s.extra else s)
     return out
 
 
@@ -163,7 +182,10 @@ class Runner:
         settings: RunSettings,
         on_round: Callable[[int, RawRound], None] | None = None,
         repeat: Repeat = repeat_rounds,
+        until: Callable[[list[Sample]], bool] | None = None,
     ) -> Measurement:
+        """Measure ``settings.rounds`` rounds; with ``settings.auto``, stop once ``until``
+        (asked from ``min_rounds`` on) says so; pytest-benchmark's ``repeat`` runs all."""
         request = replace(request, options=dict(settings.options), timeout_s=settings.timeout_s)
         for _ in range(settings.warmup):
             self.one_round(self.request_for_round(request, settings, measured=False))
@@ -173,7 +195,7 @@ class Runner:
         # untimed set-up) and once after the last, so the gate can tell a slower machine
         # from a slower model (backends/reference.py).
         reference = getattr(self.backend, "machine_reference", None)
-        probes: list[float | None] = []
+        probes: list[Probe] = []
 
         def probe() -> None:
             probes.append(reference(request) if callable(reference) else None)
@@ -185,8 +207,18 @@ class Runner:
                 on_round(index, raw)
             samples.append(derive_sample(raw, index))
 
+        def settled() -> bool:
+            if until is None or len(samples) < settings.min_rounds:
+                return False
+            # The round just measured has only its probe before; reuse it as the after.
+            return until(with_machine_reference(samples, [*probes, *probes[-1:]]))
+
+        setup = probe if callable(reference) else None
         with self.monitor.watch() as gpu:
-            repeat(measured_round, settings.rounds, probe if callable(reference) else None)
+            if settings.auto and until is not None and repeat is repeat_rounds:
+                repeat_until(measured_round, settings.rounds, setup, settled)
+            else:
+                repeat(measured_round, settings.rounds, setup)
         if callable(reference) and samples:
             probe()
             samples = with_machine_reference(samples, probes)

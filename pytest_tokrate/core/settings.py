@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, TypeVar
 
+from pytest_tokrate.core.precedence import HasSource, Setting, Sourced, resolve_layers
 from pytest_tokrate.errors import UsageError
 
 BACKENDS = ("auto", "embedded", "ollama", "openai")
@@ -22,6 +23,10 @@ MISSING_MODEL_MODES = ("auto", "skip", "error")
 
 DEFAULT_ROUNDS = 5
 DEFAULT_WARMUP = 1
+#: ``rounds="auto"``: the value, and its default bounds.
+AUTO = "auto"
+DEFAULT_MAX_ROUNDS = 20
+DEFAULT_MIN_ROUNDS = 3
 DEFAULT_NUM_PREDICT = 64
 DEFAULT_NUM_CTX = 2048
 DEFAULT_SEED = 42
@@ -242,20 +247,28 @@ def parse_model_list(value: str, source: str = "--tokrate-model") -> tuple[str, 
 class RunSettings:
     """Everything one ``tokrate.run`` call needs, after precedence was applied."""
 
+    #: Measured rounds; with ``auto``, the most that may be measured.
     rounds: int = DEFAULT_ROUNDS
     warmup: int = DEFAULT_WARMUP
     options: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = DEFAULT_TIMEOUT_S
     cache: str = "bust"
+    #: ``rounds="auto"``: measure until the gate's verdict is settled (gate/sequential.py),
+    #: at least ``min_rounds``, at most ``rounds``.
+    auto: bool = False
+    min_rounds: int = DEFAULT_MIN_ROUNDS
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "rounds": self.rounds,
             "warmup": self.warmup,
             "options": dict(self.options),
             "timeout_s": self.timeout_s,
             "cache": self.cache,
         }
+        if self.auto:
+            out.update(auto=True, max_rounds=self.rounds, min_rounds=self.min_rounds)
+        return out
 
 
 DEFAULT_OPTIONS: dict[str, Any] = {
@@ -267,51 +280,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 
 
 # -- precedence ------------------------------------------------------------------------
-# One mechanism for every feature's settings (run settings here, sweep levels in levels.py,
-# the gate's in gate/settings.py): layers of optional values, lowest precedence first; each
-# value set is parsed, so a bad one fails wherever it ranks; the highest layer's wins.
-
-
-class HasSource(Protocol):
-    """A layer of precedence: where its values come from, and the values as attributes."""
-
-    @property
-    def source(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class Setting(Generic[_Value]):
-    """One value resolved over layers: the layer attribute it is read from, its default,
-    how a raw value is parsed (given ``"<source> <name>"`` to name it in errors), and how
-    a higher layer's value joins the one below (by default it replaces it)."""
-
-    name: str
-    default: _Value
-    parse: Callable[[str, Any], _Value] = lambda setting, value: value
-    merge: Callable[[_Value, _Value], _Value] = lambda below, above: above
-
-
-@dataclass(frozen=True)
-class Sourced(Generic[_Value]):
-    """A resolved value and the source of the highest layer that set it."""
-
-    value: _Value
-    source: str = "default"
-
-
-def resolve_layers(
-    layers: Iterable[HasSource], settings: Sequence[Setting[Any]]
-) -> dict[str, Sourced[Any]]:
-    """Each setting's value over ``layers`` (lowest precedence first), by setting name."""
-    out: dict[str, Sourced[Any]] = {s.name: Sourced(s.default) for s in settings}
-    for layer in layers:
-        for setting in settings:
-            raw = getattr(layer, setting.name)
-            if raw is None:  # not set at this level
-                continue
-            value = setting.parse(f"{layer.source} {setting.name}", raw)
-            out[setting.name] = Sourced(setting.merge(out[setting.name].value, value), layer.source)
-    return out
+# The one mechanism (core/precedence.py) resolves the run settings here, the sweep levels
+# in levels.py and the gate's settings in gate/settings.py.
 
 
 @dataclass(frozen=True)
@@ -321,6 +291,8 @@ class Layer:
     source: str
     rounds: object = None
     warmup: object = None
+    max_rounds: object = None
+    min_rounds: object = None
     timeout: object = None
     cache: object = None
     options: Mapping[str, Any] | None = None
@@ -336,8 +308,20 @@ def _parse_timeout(setting: str, value: object) -> float:
     return out
 
 
+def parse_rounds(setting: str, value: object) -> int | str:
+    """A number of rounds >= 1, or ``auto`` (measure until the verdict is settled)."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return parse_int(setting, value, minimum=1)
+    except UsageError:
+        raise _fail(setting, value, "a whole number of rounds >= 1, or auto") from None
+
+
 _RUN_SETTINGS: tuple[Setting[Any], ...] = (
-    Setting("rounds", DEFAULT_ROUNDS, lambda setting, v: parse_int(setting, v, minimum=1)),
+    Setting("rounds", DEFAULT_ROUNDS, parse_rounds),
+    Setting("max_rounds", DEFAULT_MAX_ROUNDS, lambda setting, v: parse_int(setting, v, minimum=2)),
+    Setting("min_rounds", DEFAULT_MIN_ROUNDS, lambda setting, v: parse_int(setting, v, minimum=2)),
     Setting("warmup", DEFAULT_WARMUP, lambda setting, v: parse_int(setting, v, minimum=0)),
     Setting("timeout", DEFAULT_TIMEOUT_S, _parse_timeout),
     Setting("cache", "bust", lambda setting, v: parse_choice(setting, v, CACHE_MODES)),
@@ -355,12 +339,22 @@ _RUN_SETTINGS: tuple[Setting[Any], ...] = (
 def resolve(layers: Iterable[Layer]) -> RunSettings:
     """Merge layers given from lowest to highest precedence, validating each value."""
     values = resolve_layers(layers, _RUN_SETTINGS)
+    auto = values["rounds"].value == AUTO
+    most, least = values["max_rounds"], values["min_rounds"]
+    if auto and least.value > most.value:
+        raise UsageError(
+            f"rounds=auto: the minimum, {least.value} rounds ({least.source}), is above the "
+            f"maximum, {most.value} ({most.source}): raise --tokrate-max-rounds or lower "
+            "--tokrate-min-rounds."
+        )
     return RunSettings(
-        rounds=values["rounds"].value,
+        rounds=most.value if auto else values["rounds"].value,
         warmup=values["warmup"].value,
         options=dict(values["options"].value),
         timeout_s=values["timeout"].value,
         cache=values["cache"].value,
+        auto=auto,
+        min_rounds=least.value,
     )
 
 

@@ -252,6 +252,8 @@ class Subject:
     where: str
     model: str | None = None
     baseline_model: str | None = None
+    #: ``{"used": n, "auto": bool, "max": m}``: the rounds measured (shown in reports).
+    rounds: Mapping[str, Any] | None = None
 
 
 def _gate_finding(subject: Subject, verdict: str, **fields: Any) -> Finding:
@@ -261,6 +263,7 @@ def _gate_finding(subject: Subject, verdict: str, **fields: Any) -> Finding:
         baseline=subject.where if verdict != "no baseline" else None,
         baseline_model=subject.baseline_model,
         model=subject.model,
+        rounds=subject.rounds,
         **fields,
     )
     changes = f" [{'; '.join(data['changes'])}]" if data["changes"] else ""

@@ -20,6 +20,7 @@ GATE_MODES = ("enforce", "report", "off")
 MISSING_MODES = ("warn", "fail")
 MISMATCH_MODES = ("warn", "skip", "fail")
 STALE_MODES = ("warn", "fail")
+UNSETTLED_MODES = ("warn", "fail")
 
 
 def _bad(source: str, value: object, expected: str) -> UsageError:
@@ -172,6 +173,7 @@ __all__ = [
     "MISMATCH_MODES",
     "MISSING_MODES",
     "STALE_MODES",
+    "UNSETTLED_MODES",
     "TradeoffPolicy",
     "parse_fraction",
     "parse_metrics",

@@ -44,6 +44,7 @@ from pytest_tokrate.gate.parsers import (
     MISMATCH_MODES,
     MISSING_MODES,
     STALE_MODES,
+    UNSETTLED_MODES,
     TradeoffPolicy,
     parse_fraction,
     parse_metrics,
@@ -52,7 +53,7 @@ from pytest_tokrate.gate.parsers import (
     parse_tolerance,
     parse_tradeoff,
 )
-from pytest_tokrate.machine.calibration import adjusted, reference_rates
+from pytest_tokrate.machine.calibration import adjusted, reference_key, reference_rates
 
 #: Significance level of the speed test (one-sided Mann-Whitney U).
 ALPHA = 0.01
@@ -86,6 +87,8 @@ class GateSettings:
     min_decode_tokens: int = MIN_DECODE_TOKENS
     #: Pass-rate drops accepted for a speed gain when the model changed (none by default).
     tradeoffs: tuple[TradeoffPolicy, ...] = ()
+    #: ``rounds="auto"`` that reached its maximum without a settled verdict: warn or fail.
+    on_unsettled: str = "warn"
 
     def tolerance(self, metric: str) -> float:
         if metric in self.tolerances:
@@ -285,9 +288,6 @@ def compare_runs(
     """Every gated metric of two stored runs (see ``records.run_record``); speed
     metrics machine-adjusted when both runs recorded the machine reference."""
     out = []
-    base_ref, cur_ref = reference_rates(baseline), reference_rates(current)
-    same_reference = reference_threads(baseline) == reference_threads(current)
-    references = (base_ref, cur_ref) if base_ref and cur_ref and same_reference else None
     too_short = answer_tokens(baseline, current, settings.min_decode_tokens) is not None
     for metric in settings.metrics:
         tol = settings.tolerance(metric)
@@ -303,11 +303,25 @@ def compare_runs(
         cur = current["samples"].get(metric)
         if base is None and cur is None:
             continue
+        references = machine_references(metric, baseline, current)
         comparison = compare_speed(metric, base or [], cur or [], tol, settings.alpha, references)
         if too_short and metric in DECODE_METRICS and comparison.verdict != "no data":
             comparison = replace(comparison, verdict="too short")
         out.append(comparison)
     return out
+
+
+def machine_references(
+    metric: str, baseline: Mapping[str, Any], current: Mapping[str, Any]
+) -> tuple[list[float | None], list[float | None]] | None:
+    """The per-round machine reference rates a metric of two runs is judged against
+    (prefill rates for TTFT when both runs have them, else decode rates), or ``None``
+    when either run lacks them or their references ran differently: judged raw."""
+    if reference_threads(baseline) != reference_threads(current):
+        return None
+    key = reference_key(metric, baseline, current)
+    base, cur = reference_rates(baseline, key), reference_rates(current, key)
+    return (base, cur) if base and cur else None
 
 
 def reference_threads(run: Mapping[str, Any]) -> Any:
@@ -345,12 +359,14 @@ __all__ = [
     "MISSING_MODES",
     "QUALITY_ALPHA",
     "STALE_MODES",
+    "UNSETTLED_MODES",
     "Comparison",
     "GateSettings",
     "answer_tokens",
     "compare_pass_rate",
     "compare_runs",
     "compare_speed",
+    "machine_references",
     "min_p_value",
     "parse_fraction",
     "parse_metrics",

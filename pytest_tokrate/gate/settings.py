@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 #: Keyword arguments of ``@pytest.mark.tokrate`` that belong to the gate.
 MARKER_KEYS = frozenset(
-    {"tolerance", "gate", "gate_metrics", "min_decode_tokens", "accept_tradeoff"}
+    {"tolerance", "gate", "gate_metrics", "min_decode_tokens", "accept_tradeoff", "on_unsettled"}
 )
 #: A baseline environment: it is part of every baseline file's name (``test@ENV.json``),
 #: so it starts with a letter or digit (never ``.``, ``..``, ``_``, which
@@ -67,6 +67,7 @@ LAYER_FIELDS = {
     "on_stale": "on_stale",
     "min_decode_tokens": "min_decode_tokens",
     "accept_tradeoff": "tradeoffs",
+    "on_unsettled": "on_unsettled",
 }
 
 
@@ -88,6 +89,7 @@ def _layer_parsers() -> dict[str, Callable[[object, str], Any]]:
         "on_stale": mode(rule.STALE_MODES),
         "min_decode_tokens": rule.parse_min_tokens,
         "accept_tradeoff": rule.parse_tradeoff,
+        "on_unsettled": mode(rule.UNSETTLED_MODES),
     }
 
 
@@ -117,6 +119,7 @@ class Layer:
     on_stale: str | None = None
     min_decode_tokens: int | None = None
     tradeoffs: tuple[Any, ...] | None = None
+    on_unsettled: str | None = None
 
 
 def parse_layer(source: str, values: Mapping[str, Any], prefix: str) -> Layer:

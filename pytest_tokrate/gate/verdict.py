@@ -24,6 +24,7 @@ VERDICTS = (
     "not judged",
     "stale",
     "accepted",
+    "not settled",
     "ok",
 )
 #: How far the machine reference may move before the verdict says so in words.
@@ -173,9 +174,11 @@ def record(
     changes: Sequence[ConfigChange] = (),
     comparisons: Sequence[Comparison] = (),
     trade: Mapping[str, Any] | None = None,
+    rounds: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The gate verdict of one run, JSON-able (the ``gate`` finding's data)."""
     return {
+        **({"rounds": dict(rounds)} if rounds else {}),
         "test": test,
         "verdict": verdict,
         "why": why,

@@ -8,9 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_tokrate.backends.base import Message, Request
 from pytest_tokrate.backends.models import ModelSpec
+from pytest_tokrate.core.measure import Sample
 from pytest_tokrate.core.result import Measurement
-from pytest_tokrate.core.runner import Runner
-from pytest_tokrate.core.settings import KNOWN_OPTIONS, Layer, RunSettings, baseline_rounds, resolve
+from pytest_tokrate.core.runner import Runner, describe_request
+from pytest_tokrate.core.settings import (
+    DEFAULT_ROUNDS,
+    KNOWN_OPTIONS,
+    Layer,
+    RunSettings,
+    baseline_rounds,
+    resolve,
+)
 from pytest_tokrate.errors import UsageError, did_you_mean
 from pytest_tokrate.plugin.session import TokrateSession
 
@@ -20,7 +28,7 @@ if TYPE_CHECKING:
     from pytest_tokrate.quality.evaluate import QualityPlan
 
 #: Keyword arguments of the ``tokrate`` marker besides generation options.
-MARKER_KEYS = {"rounds", "warmup", "options", "timeout", "cache"}
+MARKER_KEYS = {"rounds", "warmup", "options", "timeout", "cache", "max_rounds", "min_rounds"}
 #: Further marker keys registered by other features (quality, gate, sweeps).
 EXTRA_MARKER_KEYS: set[str] = {"checks", "min_pass_rate"}  # quality bar (quality.py)
 
@@ -48,6 +56,8 @@ def marker_layer(kwargs: Mapping[str, Any], where: str) -> Layer:
         source=f"{where} @pytest.mark.tokrate",
         rounds=kwargs.get("rounds"),
         warmup=kwargs.get("warmup"),
+        max_rounds=kwargs.get("max_rounds"),
+        min_rounds=kwargs.get("min_rounds"),
         timeout=kwargs.get("timeout"),
         cache=kwargs.get("cache"),
         options=options or None,
@@ -123,7 +133,7 @@ class Tokrate:
         method: str,
         prompt: str | None,
         messages: MessagesArg,
-        rounds: int | None,
+        rounds: int | str | None,
         warmup: int | None,
         timeout: float | None,
         cache: str | None,
@@ -149,6 +159,9 @@ class Tokrate:
             options=merged or None,
         )
         settings = self.settings(call)
+        if settings.auto and method != "run":
+            # A sweep's cells have no baseline to settle against: a fixed count.
+            settings = replace(settings, auto=False, rounds=DEFAULT_ROUNDS)
         spec = self.session.config.extra.get("baseline_rounds")
         if spec is not None and method == "run":
             # Writing baselines (sweeps have none): a more precise baseline (config.py).
@@ -161,7 +174,7 @@ class Tokrate:
         *,
         messages: MessagesArg = None,
         system: str | None = None,
-        rounds: int | None = None,
+        rounds: int | str | None = None,
         warmup: int | None = None,
         options: Mapping[str, Any] | None = None,
         timeout: float | None = None,
@@ -194,7 +207,8 @@ class Tokrate:
         backend = self.session.backend_for(self.spec)
         runner = self.runner_factory(backend)
         if benchmark is None:
-            measurement = runner.run(request, settings)
+            until = self._until(runner, request, settings, run_label, quality)
+            measurement = runner.run(request, settings, until=until)
         else:
             from pytest_tokrate.plugin import benchmark as benchbridge
 
@@ -211,6 +225,38 @@ class Tokrate:
         if self.on_result is not None:
             self.on_result(measurement)
         return measurement
+
+    def _until(
+        self,
+        runner: Runner,
+        request: Request,
+        settings: RunSettings,
+        label: str | None,
+        quality: QualityPlan | None,
+    ) -> Callable[[list[Sample]], bool] | None:
+        """With ``rounds="auto"``: after each round, whether the gate's verdict on the
+        rounds so far is settled (the session's ``settle``, set by the gate)."""
+        settle = self.session.settle
+        if not settings.auto or settle is None:
+            return None
+        marker = dict(self.marker.extra or {}) if self.marker is not None else {}
+
+        def until(samples: list[Sample]) -> bool:
+            partial = Measurement(
+                model=runner.backend.model_info(),
+                samples=samples,
+                settings=settings.to_dict(),
+                request=describe_request(request),
+                cache_busting="",
+                versions=runner.versions(),
+                test_id=self.test_id,
+                label=label,
+            )
+            if quality is not None:
+                partial.quality = quality.evaluate(partial, request)
+            return settle(partial, marker)
+
+        return until
 
     def _run_label(self, label: str | None) -> str | None:
         """The label of the next ``run()``: ``label``, else ``run N`` for the N-th run (none

@@ -109,15 +109,13 @@ class BaselineGate:
         settings = self.settings_for(context.marker, test_id)
         if settings.mode == "off":
             return []
-        baseline = self._baseline(path) or self._reference(path, test_id, env, model)
-        where = self.options.display(baseline.path if baseline is not None else path)
-        if baseline is not None and baseline.path != path:
-            where += f" (recorded on {baseline.model}; {model} has no baseline of its own)"
-        run = baseline.runs.get(key) if baseline is not None else None
-        if baseline is not None and run is None:
-            where = f"{where} (it has no run {key!r}, only {', '.join(map(repr, baseline.runs))})"
+        baseline, run, where = self._baseline_run(path, test_id, env, model, key)
         shown = test_id if key == "run 1" else f"{test_id} ({key})"
-        return judge_run(
+        auto = auto_rounds(measurement.settings)
+        open_at_end = None
+        if auto is not None and run is not None:
+            settings, open_at_end = self._auto_verdict(settings, run, record, auto)
+        findings = judge_run(
             test_id=shown,
             where=where,
             baseline=run,
@@ -127,8 +125,72 @@ class BaselineGate:
             settings=settings,
             recorded_at=baseline.data.get("recorded_at") if baseline is not None else None,
             busy=self.busy_reason(record, run),
-            subject=Subject(shown, where, model, baseline.model if baseline else None),
+            subject=Subject(
+                shown, where, model, baseline.model if baseline else None,
+                {"used": measurement.rounds, "auto": auto is not None,
+                 "max": auto[1] if auto else measurement.rounds},
+            ),
+        )  # fmt: skip
+        if open_at_end:
+            findings = unsettled(findings, shown, open_at_end, auto, settings)
+        return findings
+
+    def _baseline_run(
+        self, path: Path, test_id: str, env: str, model: str | None, key: str
+    ) -> tuple[Baseline | None, dict[str, Any] | None, str]:
+        """The test's baseline file (its own, else the reference model's), the run of it
+        this measurement is compared with, and where it is, as shown to the user."""
+        baseline = self._baseline(path) or self._reference(path, test_id, env, model)
+        where = self.options.display(baseline.path if baseline is not None else path)
+        if baseline is not None and baseline.path != path:
+            where += f" (recorded on {baseline.model}; {model} has no baseline of its own)"
+        run = baseline.runs.get(key) if baseline is not None else None
+        if baseline is not None and run is None:
+            where = f"{where} (it has no run {key!r}, only {', '.join(map(repr, baseline.runs))})"
+        return baseline, run, where
+
+    def _auto_verdict(
+        self,
+        settings: GateSettings,
+        run: Mapping[str, Any],
+        record: Mapping[str, Any],
+        auto: tuple[int, int],
+    ) -> tuple[GateSettings, str | None]:
+        """With ``rounds="auto"``: the settings the final verdict is judged at (the
+        per-look significance, so that repeated looks keep the error rate) and what was
+        still open when the maximum was reached (``None`` when settled)."""
+        from dataclasses import replace
+
+        from pytest_tokrate.gate.sequential import look_alpha, settle
+
+        least, most = auto
+        look = settle(run, record, settings, least, most)
+        judged = replace(
+            settings,
+            alpha=look_alpha(settings.alpha, least, most),
+            quality_alpha=look_alpha(settings.quality_alpha, least, most),
         )
+        return judged, None if look.settled else look.reason
+
+    def settle(self, measurement: Measurement, marker: Mapping[str, Any]) -> bool:
+        """``rounds="auto"``: whether the rounds measured so far settle the verdict
+        against the baseline (or, with none, or when recording, give precise medians)."""
+        from pytest_tokrate.gate import store as baselines
+        from pytest_tokrate.gate.sequential import precise, settle
+
+        test_id = measurement.test_id or ""
+        env = self.options.env_for(measurement.model.backend)
+        path = baselines.baseline_path(self.options.root, test_id, env)
+        record = baselines.run_record(measurement)
+        settings = self.settings_for(marker, test_id)
+        least, most = auto_rounds(measurement.settings) or (3, measurement.rounds)
+        key, model = baselines.run_key(measurement), self.model_id(measurement)
+        run = None
+        if not self.options.update and settings.mode != "off":
+            run = self._baseline_run(path, test_id, env, model, key)[1]
+        if run is None:
+            return precise(record, settings.metrics, min_rounds=least)
+        return settle(run, record, settings, least, most).settled
 
     def _run_record(self, measurement: Measurement, context: JudgeContext) -> dict[str, Any]:
         """What a baseline keeps of a run: its figures, the engine's threads, and how busy
@@ -242,10 +304,46 @@ class BaselineGate:
             terminalreporter.write_line(f"ERROR: {error}", red=True)
 
 
+def auto_rounds(settings: Mapping[str, Any]) -> tuple[int, int] | None:
+    """``(min, max)`` rounds of a measurement taken with ``rounds="auto"``, else ``None``."""
+    if not settings.get("auto"):
+        return None
+    return int(settings["min_rounds"]), int(settings["max_rounds"])
+
+
+def unsettled(
+    findings: list[Finding],
+    test_id: str,
+    reason: str,
+    auto: tuple[int, int] | None,
+    settings: GateSettings,
+) -> list[Finding]:
+    """A verdict ``rounds="auto"`` left open at its maximum: said (a warning, or a
+    failure with --tokrate-on-unsettled=fail), and the gate record reads "not settled"
+    unless a regression was found anyway."""
+    from pytest_tokrate.core.findings import Finding
+
+    most = auto[1] if auto else 0
+    out = []
+    for f in findings:
+        if f.kind == "gate" and f.data["gate"]["verdict"] in ("ok", "stale"):
+            f.data["gate"].update(verdict="not settled", why=reason)
+        out.append(f)
+    severity = "fail" if settings.on_unsettled == "fail" and settings.mode == "enforce" else "warn"
+    message = (
+        f"tokrate: the verdict of {test_id} was not settled in {most} rounds "
+        f"(--tokrate-max-rounds): {reason}. Raise --tokrate-max-rounds, or judge it with a "
+        "fixed --tokrate-rounds."
+    )
+    out.insert(len(out) - 1, Finding("not-settled", severity, message, {"reason": reason}))
+    return out
+
+
 def configure(config: pytest.Config, session: TokrateSession) -> BaselineGate:
     """Create the gate, register its hooks and its judge."""
     gate = BaselineGate(config, session)
     config.pluginmanager.register(gate, PLUGIN_NAME)
+    session.settle = gate.settle
     if config.pluginmanager.hasplugin("xdist") and not gate.is_worker:
         config.pluginmanager.register(XdistHooks(gate.writer.pending), PLUGIN_NAME + "-xdist")
     session.judges.append(gate.judge)

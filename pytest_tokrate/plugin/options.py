@@ -18,6 +18,8 @@ from pytest_tokrate.core.settings import (
     CACHE_MODES,
     CALIBRATE_MODES,
     DEFAULT_BASELINE_ROUNDS,
+    DEFAULT_MAX_ROUNDS,
+    DEFAULT_MIN_ROUNDS,
     DEFAULT_NUM_CTX,
     DEFAULT_NUM_PREDICT,
     DEFAULT_ROUNDS,
@@ -29,6 +31,7 @@ from pytest_tokrate.core.settings import (
     parse_float,
     parse_int,
     parse_option_pair,
+    parse_rounds,
 )
 from pytest_tokrate.errors import UsageError
 
@@ -86,8 +89,17 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
      "$OPENAI_BASE_URL, else http://127.0.0.1:8080/v1)",
      _host_option),
     ("rounds", "tokrate_rounds",
-     f"Measured rounds per prompt. Default: {DEFAULT_ROUNDS}",
-     lambda v: parse_int("--tokrate-rounds", v, minimum=1)),
+     "Measured rounds per prompt, or auto: measure until the gate's verdict on every gated "
+     "metric is settled (between --tokrate-min-rounds and --tokrate-max-rounds; without a "
+     f"baseline, until the medians are known within 2%). Default: {DEFAULT_ROUNDS}",
+     lambda v: parse_rounds("--tokrate-rounds", v)),
+    ("max-rounds", "tokrate_max_rounds",
+     f"With --tokrate-rounds=auto: the most rounds measured. Default: {DEFAULT_MAX_ROUNDS}",
+     lambda v: parse_int("--tokrate-max-rounds", v, minimum=2)),
+    ("min-rounds", "tokrate_min_rounds",
+     "With --tokrate-rounds=auto: the fewest rounds measured before a verdict may settle. "
+     f"Default: {DEFAULT_MIN_ROUNDS}",
+     lambda v: parse_int("--tokrate-min-rounds", v, minimum=2)),
     ("warmup", "tokrate_warmup",
      f"Warm-up rounds before measuring (never counted). Default: {DEFAULT_WARMUP}",
      lambda v: parse_int("--tokrate-warmup", v, minimum=0)),
@@ -156,6 +168,10 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
      "that is accepted for a significant speed gain, e.g. '5 points for decode_tps +30%' "
      "(several separated by ';'), or none. Default: none (any such drop fails)",
      lambda v: _gate_option("accept-tradeoff", v)),
+    ("on-unsettled", "tokrate_on_unsettled",
+     "With --tokrate-rounds=auto, a test whose verdict was still open at "
+     "--tokrate-max-rounds: warn, or fail. Default: warn",
+     lambda v: _gate_option("on-unsettled", v)),
     ("gate", "tokrate_gate",
      "Regression gate: enforce (a regression fails its test), report (regressions are "
      "warnings) or off (no comparison). Default: enforce",

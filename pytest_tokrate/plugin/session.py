@@ -165,6 +165,10 @@ class TokrateSession:
             self.backends[key] = backend
         return backend
 
+    #: With ``rounds="auto"``: whether a partial measurement's verdict is settled, given
+    #: the test's marker values (set by the gate; ``None``: auto measures every round).
+    settle: Callable[[Measurement, Mapping[str, Any]], bool] | None = None
+
     def add_result(self, measurement: Measurement) -> None:
         self.results.append(measurement)
 

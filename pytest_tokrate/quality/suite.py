@@ -38,7 +38,7 @@ class Case:
     prompt: str | None = None
     messages: list[dict[str, str]] | None = None
     system: str | None = None
-    rounds: int | None = None
+    rounds: int | str | None = None
     warmup: int | None = None
     timeout: float | None = None
     cache: str | None = None

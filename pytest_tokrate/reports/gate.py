@@ -20,12 +20,12 @@ from pytest_tokrate.reports.mdtext import md_escape, md_table
 
 KIND = "gate"
 #: Verdicts of a comparison that was made, in the order the summary line counts them.
-COMPARED = ("ok", "regression", "stale", "accepted")
+COMPARED = ("ok", "regression", "stale", "accepted", "not settled")
 #: Verdicts of a test that was not compared (or not judged), in the summary's order.
 NOT_COMPARED = ("not judged", "no baseline", "not comparable")
 #: The machine reference moving more than this (relative) is said in words.
 MACHINE_MOVED = 0.03
-_SAY_WHY = ("not judged", "no baseline", "not comparable", "accepted")
+_SAY_WHY = ("not judged", "no baseline", "not comparable", "accepted", "not settled")
 _FIGURE_QUIET = ("ok", "", None)  # figure verdicts that the line does not repeat
 _MD_MARK = {"ok": "✅", "accepted": "✅", "regression": "❌"}
 
@@ -104,6 +104,9 @@ def details(verdict: Mapping[str, Any]) -> str:
     parts: list[str] = []
     word = verdict.get("verdict")
     why = str(verdict.get("why") or "")
+    rounds = verdict.get("rounds")
+    if isinstance(rounds, Mapping) and rounds.get("auto"):
+        parts.append(f"rounds=auto: {rounds.get('used')} of at most {rounds.get('max')}")
     if word == "accepted":
         parts.append(f"policy: {why or '?'}")
     elif word in _SAY_WHY:

@@ -143,7 +143,11 @@ def test_precedence_later_layers_win_and_options_merge_by_key() -> None:
 @pytest.mark.parametrize(
     ("layer", "message"),
     [
-        (Layer("ini", rounds=0), "ini rounds: invalid value 0: expected an integer >= 1."),
+        (
+            Layer("ini", rounds=0),
+            "ini rounds: invalid value 0: expected a whole number of rounds >= 1, or auto.",
+        ),
+        (Layer("m", max_rounds=1), "m max_rounds: invalid value 1: expected an integer >= 2."),
         (Layer("m", warmup=-1), "m warmup: invalid value -1: expected an integer >= 0."),
         (Layer("m", timeout=0), "m timeout: invalid value 0: expected a number of seconds > 0."),
         (Layer("m", cache="off"), "m cache: invalid value 'off': expected one of bust, allow."),
@@ -174,3 +178,14 @@ def test_baseline_rounds(value: object, rounds: int, expected: int) -> None:
 def test_bad_baseline_rounds_name_the_value(value: object) -> None:
     with pytest.raises(UsageError, match=r"--tokrate-baseline-rounds: invalid value .* 4x"):
         config.parse_baseline_rounds("--tokrate-baseline-rounds", value)
+
+
+def test_auto_rounds_resolve_to_bounds_that_precedence_sets() -> None:
+    auto = resolve([Layer("ini", rounds="auto"), Layer("cli", max_rounds="12")])
+    assert (auto.auto, auto.rounds, auto.min_rounds) == (True, 12, 3)
+    assert auto.to_dict()["auto"] is True and auto.to_dict()["max_rounds"] == 12
+    fixed = resolve([Layer("ini", rounds="auto"), Layer("cli", rounds=7)])
+    assert (fixed.auto, fixed.rounds) == (False, 7)
+    assert "auto" not in fixed.to_dict()
+    with pytest.raises(UsageError, match="the minimum, 9 rounds \\(m\\), is above the maximum"):
+        resolve([Layer("m", rounds="AUTO", min_rounds=9, max_rounds=4)])

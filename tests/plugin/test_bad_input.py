@@ -32,7 +32,7 @@ def assert_clean_usage_error(result: pytest.RunResult, *fragments: str) -> None:
     ("args", "fragments"),
     [
         (["--tokrate-rounds=0"], ["argument --tokrate-rounds: invalid value '0'", ">= 1"]),
-        (["--tokrate-rounds=many"], ["--tokrate-rounds: invalid value 'many'", "an integer"]),
+        (["--tokrate-rounds=many"], ["--tokrate-rounds: invalid value 'many'", "or auto"]),
         (["--tokrate-warmup=-1"], ["argument --tokrate-warmup: invalid value '-1'", ">= 0"]),
         (["--tokrate-timeout=0"], ["argument --tokrate-timeout: invalid value '0'"]),
         (["--tokrate-num-predict=0"], ["option 'num_predict': invalid value 0"]),
@@ -56,7 +56,10 @@ def test_bad_command_line_values(
 @pytest.mark.parametrize(
     ("ini", "fragments"),
     [
-        ("tokrate_rounds = 0", ["ini rounds: invalid value '0': expected an integer >= 1."]),
+        (
+            "tokrate_rounds = 0",
+            ["ini rounds: invalid value '0': expected a whole number of rounds >= 1, or auto."],
+        ),
         ("tokrate_warmup = -2", ["ini warmup: invalid value '-2': expected an integer >= 0."]),
         ("tokrate_timeout = soon", ["ini timeout: invalid value 'soon'"]),
         ("tokrate_cache = off", ["ini cache: invalid value 'off'"]),
@@ -140,7 +143,11 @@ def test_embedded_extra_not_installed(pytester: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("marker", "fragment"),
     [
-        ("rounds=0", "@pytest.mark.tokrate rounds: invalid value 0: expected an integer >= 1."),
+        (
+            "rounds=0",
+            "@pytest.mark.tokrate rounds: invalid value 0: expected a whole number of rounds "
+            ">= 1, or auto.",
+        ),
         ("warmup=-1", "@pytest.mark.tokrate warmup: invalid value -1"),
         ("num_predict='lots'", "option 'num_predict': invalid value 'lots'"),
         ("options=['num_predict']", "@pytest.mark.tokrate(options=...) must be a dict"),

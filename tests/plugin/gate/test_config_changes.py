@@ -4,8 +4,9 @@ Run as a user would, against the Ollama protocol stand-in serving two models thr
 the real embedded engine: ``gemma2:2b-instruct-fp16`` is SmolLM2-135M as shipped (Q4_1)
 and ``gemma2:2b-instruct-q2_K`` the same weights requantised to Q2_K, which answers the
 article's question wrongly (``tests/quality/test_tradeoff.py`` shows both on the engine
-itself). The slower server is the stand-in's ``slower`` fault: every piece held back and
-the server's own durations stretched by the same factor, as a smaller GPU would.
+itself). The server is steady, as a dedicated inference box is: the stand-in's ``paced``
+fault sends 20 tokens a second (14 for the server 30% slower) and times them as the
+server would, so the verdicts do not hang on this shared machine's drift.
 """
 
 from __future__ import annotations
@@ -57,21 +58,18 @@ def run(
     server: OllamaStandin,
     model: str,
     *args: str,
-    slower: float | None = None,
+    slower: bool = False,
 ) -> Any:
-    """One pytest run against the stand-in, ``slower`` times slower when given."""
+    """One pytest run against the stand-in, 30% slower when ``slower``."""
     server.reset()
-    if slower is not None:
-        server.faults.arm("slower", factor=slower)
+    # A steady server (the stand-in's "paced" fault): 20 tok/s, or 30% slower.
+    server.faults.arm("paced", tokens_per_second=20.0 * (0.7 if slower else 1.0))
     return pytester.runpytest(
         "-p", "no:cacheprovider", "-rA",
         "--tokrate-backend=ollama", f"--tokrate-host={server.url}", f"--tokrate-model={model}",
         # decode and the pass rate: TTFT of a one-word answer on a shared 2-core machine
         # is judged elsewhere (tests/gate), here it would only add noise
         "--tokrate-gate-metrics=decode_tps,pass_rate", "--tokrate-min-decode-tokens=1",
-        # A server has no machine reference: its figures are raw, and this shared machine
-        # moves them by up to ~15% between runs; a 30% slower server is still beyond 20%.
-        "--tokrate-tolerance=decode_tps=20%",
         "--tokrate-baseline-rounds=2x", "--tokrate-report-json=report.json",
         # Exact prompts: the default cache busting puts a nonce before the system prompt,
         # which changes these models' greedy answers from round to round.
@@ -126,24 +124,21 @@ def test_a_model_that_answers_wrongly_fails_against_the_other_models_baseline(
 def test_the_same_model_served_slower_fails_and_an_option_change_is_judged(
     pytester: pytest.Pytester, server: OllamaStandin, recorded: Path
 ) -> None:
-    # 30% slower: 0.7x the decode rate, every duration 1/0.7 as long.
-    slow = run(pytester, server, FP16, slower=1 / 0.7)
+    slow = run(pytester, server, FP16, slower=True)
     assert slow.ret == pytest.ExitCode.TESTS_FAILED, verdicts(pytester)
     assert "regression of decode tok/s" in output(slow)
     # An option at equal speed: judged, passes, and the verdict names it.
     ctx = run(pytester, server, FP16, "--tokrate-option", "num_ctx=4096")
     (verdict,) = verdicts(pytester)
     assert ctx.ret == pytest.ExitCode.OK, verdict
-    # (a server's raw figures on this shared machine may also read "much faster": a
-    # stale-baseline warning, which passes too)
-    assert verdict["verdict"] in ("ok", "stale"), verdict
+    assert verdict["verdict"] == "ok", verdict
     assert verdict["changes"] == ["num_ctx 2048 -> 4096"]
     # Unchanged: passes, compared (a verdict, not "no baseline"); -q says it in one line.
     same = run(pytester, server, FP16, "-q")
     same.assert_outcomes(passed=1)
     (verdict,) = verdicts(pytester)
-    assert verdict["verdict"] in ("ok", "stale") and verdict["changes"] == []
-    assert f"tokrate gate: 1 compared: 1 {verdict['verdict']}" in output(same)
+    assert (verdict["verdict"], verdict["changes"]) == ("ok", [])
+    assert "tokrate gate: 1 compared: 1 ok" in output(same)
 
 
 def test_a_bad_tradeoff_policy_is_a_usage_error(
