@@ -135,3 +135,20 @@ def test_a_yaml_case_takes_rounds_auto(pytester: pytest.Pytester, server: Ollama
     rounds, verdict = measured(pytester)
     assert 3 <= rounds <= 6 and verdict["verdict"] == "no baseline"
     assert verdict["rounds"] == {"used": rounds, "auto": True, "max": 6}
+
+
+def test_recording_with_auto_stops_when_the_medians_are_precise(
+    pytester: pytest.Pytester, server: OllamaStandin
+) -> None:
+    """``--tokrate-update-baselines`` with auto: the precision target, bounded by the
+    maximum times the baseline multiple (here 5 x 2 = 10)."""
+    pytester.makepyfile(test_story=SUITE)
+    update = run(
+        pytester, server, "--tokrate-update-baselines", "--tokrate-rounds=auto",
+        "--tokrate-max-rounds=5", "--tokrate-baseline-rounds=2x",
+    )  # fmt: skip
+    update.assert_outcomes(passed=1)
+    (path,) = (pytester.path / "baselines").rglob("*.json")
+    (record,) = json.loads(path.read_text(encoding="utf-8"))["runs"].values()
+    # A steady server's medians are known within 2% after the minimum of 3 rounds.
+    assert 3 <= record["rounds"] < 10, record["rounds"]
