@@ -16,7 +16,7 @@ test's figures to it cancels the machine's speed of the moment and keeps what th
 changed; the gate compares those ratios (see :mod:`pytest_tokrate.gate.rule`).
 
 Cost: one model load per session (memory-mapped, shared with a SmolLM2 under test) and
-at most 0.13 s per measured round here (the gap between rounds in ``benchmarks/data``).
+about 0.33 s per probe here (its 16-token prompt and 12 decode steps).
 ``--tokrate-calibrate=off`` turns it off. Only the embedded engine has it: a server's
 speed does not follow this process's CPU.
 """
