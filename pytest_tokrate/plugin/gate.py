@@ -55,6 +55,9 @@ class BaselineGate:
         self.is_worker = hasattr(config, "workerinput")
         self.writer = BaselineWriter(config, self.options, session.config.models)
         self.loaded: dict[Path, Baseline | None] = {}
+        #: Another model's baseline found for (directory, test without model, env): looked
+        #: up once, not after every round of ``rounds="auto"`` (it reads the directory).
+        self.references: dict[tuple[Path, str, str], Baseline | None] = {}
         self.load: dict[str, LoadTrace | None] = {}
         if self.options.update and not self.is_worker:
             check_update_allowed(self.options)
@@ -85,10 +88,10 @@ class BaselineGate:
         key = without_model(test_id, model)
         if key is None:
             return None
-        found = reference_baseline(path.parent, key, env)
-        if found is not None:
-            self.loaded.setdefault(found.path, found)
-        return found
+        where = (path.parent, key, env)
+        if where not in self.references:
+            self.references[where] = reference_baseline(path.parent, key, env)
+        return self.references[where]
 
     def judge(self, measurement: Measurement, context: JudgeContext) -> list[Finding]:
         from pytest_tokrate.core.findings import Finding
