@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# llama.cpp's own llama-server and llama-bench, built from the engine's source for the
+# tests against a real server (the first time ~8-15 min on 2 cores, then cached).
+TOKRATE_LLAMA_TOOLS="$(bash scripts/llamacpp_tools.sh)"
+export TOKRATE_LLAMA_TOOLS
 .venv/bin/python -m ruff check pytest_tokrate tests benchmarks
 .venv/bin/python -m ruff format --check pytest_tokrate tests benchmarks
 .venv/bin/python -m mypy

@@ -42,9 +42,10 @@ class Request:
     options: Mapping[str, Any] = field(default_factory=dict)
     format: str | dict[str, Any] | None = None
     timeout_s: float = 120.0
-    #: Set by the runner for measured rounds when the prompt cache must be defeated; a
-    #: backend that can clear its cache does so, a server backend prefixes the nonce.
+    #: Set by the runner for measured rounds when the prompt cache must be defeated; the
+    #: backend does so without changing the text (``Backend.cache_busting`` names how).
     bust_cache: bool = False
+    #: Set only with ``--tokrate-cache=nonce``: the line put before the system prompt.
     cache_nonce: str | None = None
     raw: bool = False
 
@@ -124,14 +125,22 @@ class Backend(Protocol):
     Optional: ``machine_reference(request) -> float | None``, the rate of a fixed
     reference workload timed now on the machine the engine runs on (see
     ``machine/reference.py``); the runner calls it, untimed, before each measured round
-    and once after the last.
+    and once after the last. Optional: ``prepare_round(request) -> None``, untimed work
+    before each measured round (evicting the prompt from a server's cache,
+    ``backends/ollama_cache.py``). Optional: ``cache_allowance: int``, cached prompt tokens
+    the backend's method cannot avoid (``core/cache.py``).
     """
 
     name: str
     #: How many requests the engine serves at once; 1 means requests are serialised.
     max_parallel: int
-    #: How the backend defeats prompt caching: "kv-reset", "nonce-prefix" or "none".
-    cache_busting: str
+
+    @property
+    def cache_busting(self) -> str:
+        """How the backend defeats prompt caching without changing the prompt ("kv-reset",
+        "cache_prompt=false", "cache_salt", "evict", "reload", or "none" where it cannot);
+        read after the rounds, so a backend that escalates reports what it ended with."""
+        ...
 
     def model_info(self) -> ModelInfo: ...
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from pytest_tokrate.errors import UsageError
@@ -191,6 +191,34 @@ def resolve_openai_base(
     return replace(host, path=path), source
 
 
+def split_hosts(value: str | None, source: str) -> tuple[str, ...]:
+    """``--tokrate-host=http://a:11434,http://b:11434``: a fleet of servers, each address
+    checked (a comma never occurs in an address); one address is a fleet of one."""
+    if value is None or not _strip(value):
+        return ()
+    hosts = tuple(_strip(part) for part in value.split(","))
+    for i, host in enumerate(hosts):
+        if not host:
+            raise UsageError(
+                f"{source}: invalid value {value!r}: server {i + 1} of the list is empty; "
+                "separate addresses with single commas, e.g. http://a:11434,http://b:11434."
+            )
+        parse_host(host, source)
+    if len(set(hosts)) != len(hosts):
+        raise UsageError(f"{source}: invalid value {value!r}: a server is listed twice.")
+    return hosts
+
+
+def host_for_worker(hosts: Sequence[str], worker_id: str | None) -> str | None:
+    """The server this process measures against: xdist worker ``gwN`` takes server
+    ``N mod len(hosts)`` (with ``-n`` equal to the number of servers, one each); a run
+    without workers takes the first."""
+    if not hosts:
+        return None
+    index = int(worker_id[2:]) if worker_id and worker_id[2:].isdigit() else 0
+    return hosts[index % len(hosts)]
+
+
 def check_host_settings(
     host: str | None,
     source: str,
@@ -214,7 +242,9 @@ __all__ = [
     "OPENAI_DEFAULT_PORT",
     "Host",
     "check_host_settings",
+    "host_for_worker",
     "parse_host",
     "resolve_ollama_host",
     "resolve_openai_base",
+    "split_hosts",
 ]

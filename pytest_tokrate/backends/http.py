@@ -107,7 +107,8 @@ class ServerBackend:
     (recorded, not sent), and the busy-retry policy. ``sleep`` is injectable for tests."""
 
     max_parallel = MAX_PARALLEL
-    cache_busting = "nonce-prefix"
+    #: Each server backend names its own exact method once it knows the server.
+    cache_busting = "none"
 
     def __init__(
         self,

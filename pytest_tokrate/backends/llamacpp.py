@@ -19,11 +19,12 @@ import os
 import threading
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pytest_tokrate.backends.base import Event, ModelInfo, Request
 from pytest_tokrate.backends.gguf import FTYPE_NAMES, file_digest, import_llama_cpp, quantize
+from pytest_tokrate.backends.llamacpp_params import LoadParams, create_llama, load_params
 from pytest_tokrate.backends.models import ModelSpec
 from pytest_tokrate.core.measure import EngineReport, TextChunk
 from pytest_tokrate.errors import InfrastructureError, UsageError
@@ -61,7 +62,10 @@ class LlamaCppBackend:
         if spec.quantize_to and spec.base_path and not spec.path.is_file():
             quantize(spec.base_path, spec.path, spec.quantize_to)
         self.path = spec.path
-        self._instances: dict[int, Any] = {}
+        # One context per distinct set of load-time settings (llamacpp_params.py).
+        self._instances: dict[LoadParams, Any] = {}
+        self._engine_settings: dict[LoadParams, dict[str, Any]] = {}
+        self._last: LoadParams | None = None
         self._lock = threading.Lock()
         self._info: ModelInfo | None = None
         self._pending_load_ns: int | None = None
@@ -74,32 +78,30 @@ class LlamaCppBackend:
 
     # -- model handling -------------------------------------------------------------
 
-    def _llama(self, n_ctx: int, n_threads: int) -> Any:
-        llm = self._instances.get(n_ctx)
+    def _llama(self, params: LoadParams, n_threads: int) -> Any:
+        """The context for these load-time settings, created on first use; the threads are
+        set per round (``llama_set_n_threads``), so they are not part of the key."""
+        llm = self._instances.get(params)
         if llm is None:
             t = time.perf_counter_ns()
             try:
-                with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-                    llm = self._llama_cpp.Llama(
-                        model_path=str(self.path),
-                        n_ctx=n_ctx,
-                        n_threads=n_threads,
-                        n_threads_batch=n_threads,
-                        verbose=False,
-                        no_perf=False,
-                    )
+                llm, active = create_llama(self._llama_cpp, str(self.path), params, n_threads)
             except (ValueError, RuntimeError, OSError) as exc:
                 raise InfrastructureError(
-                    f"llama.cpp could not load {self.path} with num_ctx={n_ctx} ({exc}): "
-                    "check that the file is a complete GGUF model and that num_ctx fits memory."
+                    f"llama.cpp could not load {self.path} with {params.describe()} ({exc}): "
+                    "check that the file is a complete GGUF model, that num_ctx fits memory "
+                    "and that the model supports these settings."
                 ) from None
             self._pending_load_ns = time.perf_counter_ns() - t
             # Keep at most two contexts (e.g. two num_ctx values) to bound memory.
             if len(self._instances) >= 2:
-                old = self._instances.pop(next(iter(self._instances)))
+                oldest = next(iter(self._instances))
+                self._engine_settings.pop(oldest, None)
                 with contextlib.suppress(Exception):
-                    old.close()
-            self._instances[n_ctx] = llm
+                    self._instances.pop(oldest).close()
+            self._instances[params] = llm
+            self._engine_settings[params] = params.settings(active)
+        self._last = params
         return llm
 
     def _chat_prompt(self, llm: Any, request: Request) -> str:
@@ -121,8 +123,10 @@ class LlamaCppBackend:
         return str(self._formatter(messages=request.chat_messages(apply_nonce=False)).prompt)
 
     def model_info(self) -> ModelInfo:
+        # The context last used (the test's settings) or, before any round, the defaults.
+        load = self._last or LoadParams()
+        llm = self._llama(load, _threads({}))
         if self._info is None:
-            llm = self._llama(_num_ctx({}), _threads({}))
             meta: dict[str, str] = dict(llm.metadata)
             arch = meta.get("general.architecture")
             params = int(self._llama_cpp.llama_model_n_params(llm.model))
@@ -150,7 +154,9 @@ class LlamaCppBackend:
                     "general.name": meta.get("general.name"),
                 },
             )
-        return self._info
+        # The load-time settings in effect, as configuration (docs/engine-parity.md).
+        settings = dict(self._engine_settings.get(load) or {})
+        return replace(self._info, extra={**self._info.extra, "engine_settings": settings})
 
     # -- streaming --------------------------------------------------------------------
 
@@ -167,10 +173,11 @@ class LlamaCppBackend:
         """Load the context, tokenize the prompt and set the cache, seed and grammar."""
         lc = self._llama_cpp
         opts = request.options
-        n_ctx = _num_ctx(opts)
+        params = load_params(opts)
+        n_ctx = params.n_ctx
         threads = _threads(opts)
         t_start = time.perf_counter_ns()
-        llm = self._llama(n_ctx, threads)
+        llm = self._llama(params, threads)
         load_ns, self._pending_load_ns = self._pending_load_ns, None
         lc.llama_set_n_threads(llm._ctx.ctx, threads, threads)
         prompt = self._chat_prompt(llm, request)
@@ -298,6 +305,8 @@ class LlamaCppBackend:
             with contextlib.suppress(Exception):
                 llm.close()
         self._instances.clear()
+        self._engine_settings.clear()
+        self._last = None
 
 
 def _apply_stops(text: str, stops: list[str]) -> tuple[str, str, bool]:
@@ -357,18 +366,18 @@ def _grammar(fmt: str | dict[str, Any] | None) -> Any:
     )
 
 
-def _num_ctx(opts: Any) -> int:
-    return int(opts.get("num_ctx") or 2048)
-
-
 def _threads(opts: Any) -> int:
+    """``num_thread``, else every usable core but one: the Python thread that drives the
+    engine (sampling, stamping each token) and the rest of the machine keep a core. On a
+    shared 2-core machine two threads decoded at 0.54x the rate of one (docs/engine-parity.md)."""
     value = int(opts.get("num_thread") or 0)
     if value > 0:
         return value
     try:
-        return max(len(os.sched_getaffinity(0)), 1)
+        usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        usable = os.cpu_count() or 1
+    return max(usable - 1, 1)
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -10,8 +10,9 @@ come from the same round.
 ``prompt_eval_count`` is recorded as the server sends it: since Ollama 0.1.49 (and again
 since 0.30.1) it includes prompt tokens served from the prefix cache, while
 ``prompt_eval_duration`` covers only the tokens actually processed. Measured rounds
-therefore put a unique nonce line at the very start of the system prompt
-(``cache_busting = "nonce-prefix"``) so that no earlier prefix matches.
+therefore send the exact prompt after an untimed eviction request, checked per round
+from ``prompt_eval_cached_count`` (:mod:`.ollama_cache`); ``--tokrate-cache=nonce`` puts
+a unique line before the system prompt instead.
 
 Model metadata comes from ``/api/show``, ``/api/tags`` and ``/api/ps`` (see
 :mod:`.ollama_facts`); the server's version from ``/api/version``.
@@ -41,6 +42,12 @@ from pytest_tokrate.backends.http import (
     request_timeout,
 )
 from pytest_tokrate.backends.models import check_ollama_name
+from pytest_tokrate.backends.ollama_cache import (
+    ALLOWANCE,
+    Evictor,
+    cached_count,
+    keeping_extra_fields,
+)
 from pytest_tokrate.backends.ollama_facts import engine_report, find_listed, model_info
 from pytest_tokrate.core.measure import TextChunk
 from pytest_tokrate.errors import (
@@ -59,6 +66,7 @@ class OllamaBackend(ServerBackend):
     """Streams requests to an Ollama server; safe to use from many threads at once."""
 
     name = "ollama"
+    cache_allowance = ALLOWANCE
 
     def __init__(
         self,
@@ -79,9 +87,32 @@ class OllamaBackend(ServerBackend):
             extra="ollama",
         )
         self._lock = threading.Lock()
+        self._client_class = keeping_extra_fields(self._ollama)
         self._clients: dict[float, Any] = {}
         self._static: dict[str, Any] | None = None
         self.server_version = self._probe()
+        self._evictor = Evictor(lambda **kw: self._client(PROBE_TIMEOUT_S * 6).generate(**kw))
+
+    @property
+    def cache_busting(self) -> str:  # type: ignore[override]  # a class attribute in the base
+        """The eviction step this backend ended with (see :mod:`.ollama_cache`)."""
+        return self._evictor.method
+
+    def prepare_round(self, request: Request) -> None:
+        """Untimed, before a measured round: evict the prompt from the server's cache."""
+        if not request.bust_cache or request.cache_nonce is not None:
+            return
+        options = dict(request.options)
+        keep_alive = options.pop("keep_alive", None)
+        try:
+            self._evictor.before_round(self.model, options, keep_alive)
+        except InfrastructureError:
+            raise
+        except Exception as exc:
+            error = self._map_error(exc, 0, self._busy_retry(), PROBE_TIMEOUT_S * 6)
+            if error is None:
+                raise
+            raise error from None
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -93,7 +124,7 @@ class OllamaBackend(ServerBackend):
             with self._lock:
                 client = self._clients.get(key)
                 if client is None:
-                    client = self._ollama.Client(
+                    client = self._client_class(
                         host=self.url,
                         timeout=request_timeout(self._httpx, key),
                         limits=connection_limits(self._httpx),
@@ -180,7 +211,10 @@ class OllamaBackend(ServerBackend):
             deadline = time.monotonic() + request.timeout_s
             for part in itertools.chain((first,), parts):
                 if part.done:
-                    yield engine_report(part, retry.count, self.url)
+                    cached = cached_count(part)
+                    if request.bust_cache and request.cache_nonce is None:
+                        self._evictor.after_round(cached)
+                    yield engine_report(part, retry.count, self.url, cached)
                     return
                 text = part.message.content if chat else part.response
                 if text:

@@ -53,8 +53,9 @@ def find_listed(entries: Iterable[Any], model: str) -> Any:
     )
 
 
-def engine_report(part: Any, retries: int, url: str) -> EngineReport:
-    """The round's engine figures, from the final ``done: true`` chunk."""
+def engine_report(part: Any, retries: int, url: str, cached: int | None = None) -> EngineReport:
+    """The round's engine figures, from the final ``done: true`` chunk; ``cached`` is its
+    ``prompt_eval_cached_count`` where the server sent one."""
     metrics = {name: getattr(part, name, None) for name in METRIC_FIELDS}
     for name, value in metrics.items():
         if value is not None and value < 0:
@@ -74,9 +75,15 @@ def engine_report(part: Any, retries: int, url: str) -> EngineReport:
     extra: dict[str, Any] = {"server_metrics": {k: v for k, v in metrics.items() if v is not None}}
     if retries:
         extra["busy_retries"] = retries
+    prompt = metrics["prompt_eval_count"] or 0
+    if cached is not None:
+        extra["server_metrics"]["prompt_eval_cached_count"] = cached
+        cached = min(cached, prompt)
     return EngineReport(
         output_tokens=eval_count,
-        prompt_tokens=metrics["prompt_eval_count"] or 0,
+        prompt_tokens=prompt,
+        prompt_tokens_cached=cached,
+        prompt_tokens_processed=prompt - cached if cached is not None else None,
         decode_tokens=eval_count,
         decode_ns=metrics["eval_duration"] or None,
         prefill_ns=metrics["prompt_eval_duration"] or None,

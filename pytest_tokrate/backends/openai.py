@@ -2,16 +2,10 @@
 
 Requests go to ``POST {base}/chat/completions`` (``/completions`` for ``raw=True``) with
 ``stream: true`` and ``stream_options: {"include_usage": true}``, over httpx. Token counts
-and timings are taken from the best source the server offers, recorded in
-``EngineReport.extra["token_source"]``:
+and timings are taken from the best source the server offers (:mod:`.openai_wire`).
 
-``timings``            llama.cpp's ``timings`` object (``prompt_n``, ``prompt_ms``,
-                       ``predicted_n``, ``predicted_ms``, ``cache_n``): exact engine counts
-                       and timers, like Ollama's.
-``usage``              ``usage.completion_tokens`` / ``prompt_tokens`` (vLLM, hosted APIs):
-                       exact counts, no engine timers (decode tok/s is the client's).
-``tiktoken-estimate``  nothing reported: the answer is re-counted with tiktoken's
-                       cl100k_base and flagged ``token_count_estimated``.
+Measured rounds send the exact text and defeat the prompt cache the server's own way where
+it has one (``cache_busting`` says which, :mod:`.openai_cache` how and why).
 
 The API key is read from the environment variable named by ``--tokrate-api-key-env``. It
 is sent as ``Authorization: Bearer ...`` and never stored: it does not appear in results,
@@ -21,12 +15,13 @@ reports, baselines or error messages (server messages that echo it are redacted)
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pytest_tokrate.backends.base import Event, ModelInfo, Request
@@ -42,8 +37,16 @@ from pytest_tokrate.backends.http import (
     reason,
     request_timeout,
 )
+from pytest_tokrate.backends.openai_cache import (
+    NO_METHOD,
+    cache_fields,
+    cache_method,
+    refused_salt,
+)
 from pytest_tokrate.backends.openai_facts import (
     FACTS_PATHS,
+    LLAMACPP,
+    VLLM,
     ServerFacts,
     listed_model,
     model_info,
@@ -135,11 +138,13 @@ class OpenAIBackend(ServerBackend):
         self._facts_lock = threading.Lock()  # not self._lock: streams must not wait on it
         self._facts: ServerFacts | None = None
         self._listing = self._probe()
+        self._kind = server_kind(self._listing)
+        version = self._server_facts().server_version if self._kind == VLLM else None
+        # Decided now (the sweep reads it before its rounds); see _report for the rest.
+        self.cache_busting, self._cache_note = cache_method(self._kind, version)
         # Load the tiktoken yardstick now: a server that reports no counts makes us count
-        # the answer before yielding the final event, which the runner then stamps. (Without
-        # tiktoken, the warning waits until an estimate is actually needed.)
-        import importlib.util
-
+        # the answer before the final event, which the runner stamps. (Without tiktoken,
+        # the warning waits until an estimate is actually needed.)
         if importlib.util.find_spec("tiktoken") is not None:
             from pytest_tokrate.core.tokens import encoding
 
@@ -201,6 +206,7 @@ class OpenAIBackend(ServerBackend):
 
     def stream(self, request: Request) -> Iterator[Event]:
         path, body, ignored = request_body(self.model, request)
+        body.update(cache_fields(self.cache_busting, request))
         timeout = request_timeout(self._httpx, request.timeout_s)
         # Retries happen only before the first event is read, so one state serves them all.
         state = StreamState()
@@ -214,7 +220,12 @@ class OpenAIBackend(ServerBackend):
                         retry.wait()
                         continue
                     if status != 200:
-                        raise self._status_error(status, self._body_message(response), retry)
+                        message = self._body_message(response)
+                        note = refused_salt(body, message) if status in (400, 422) else None
+                        if note:  # vLLM 0.9 on its V0 engine: send the rounds unsalted
+                            self.cache_busting, self._cache_note = NO_METHOD, note
+                            continue
+                        raise self._status_error(status, message, retry)
                     yield from self._chunks(response, state, request.timeout_s)
                     if not state.done and state.finish_reason is None:
                         raise ServerError(
@@ -284,14 +295,10 @@ class OpenAIBackend(ServerBackend):
                 f"{retry.spent()}: the round was discarded. Send fewer concurrent requests or "
                 "raise --tokrate-busy-retries."
             )
+        fix = "the model name and the generation options" if status in (400, 422) else None
         return ServerError(
             f"the server at {self.url} answered HTTP {status}: {message!r}: the round was "
-            "discarded. "
-            + (
-                "Check the model name and the generation options."
-                if status in (400, 422)
-                else "Check the server log."
-            )
+            f"discarded. Check {fix or 'the server log'}."
         )
 
     def _map_error(
@@ -336,6 +343,9 @@ class OpenAIBackend(ServerBackend):
         if state.fingerprint:
             with self._lock:
                 self._fingerprint = self._redact(state.fingerprint)
+        if state.timings and self._kind is None:  # only llama.cpp streams timings
+            self._kind = LLAMACPP
+            self.cache_busting, self._cache_note = cache_method(LLAMACPP, None)
         return engine_report(state, extra)
 
     def _bad_metric(self, shown: str, why: str) -> ServerError:
@@ -352,11 +362,9 @@ class OpenAIBackend(ServerBackend):
         kind answers with more (``/props``, ``/version``); none for other servers."""
         with self._facts_lock:
             if self._facts is None:
-                answers: dict[str, Any] = {}
                 key, path = FACTS_PATHS.get(server_kind(self._listing) or "", ("", ""))
-                if path:
-                    answers[key] = self._get_json(path, {"model": self.model})
-                self._facts = server_facts(self._listing, answers)
+                answer = self._get_json(path, {"model": self.model}) if path else None
+                self._facts = server_facts(self._listing, {key: answer})
             return self._facts
 
     def _get_json(self, path: str, params: dict[str, str]) -> Any:
@@ -371,14 +379,15 @@ class OpenAIBackend(ServerBackend):
         return None
 
     def model_info(self) -> ModelInfo:
-        entry = self._listing or {}
+        owner = (self._listing or {}).get("owned_by")
         with self._lock:
             fingerprint = self._fingerprint
         extra = {
             "host": self.url,
-            "owned_by": _redacted_str(self._redact, entry.get("owned_by")),
+            "owned_by": None if owner is None else self._redact(str(owner)),
             "server_settings": dict(self.server_settings),
             "api_key_env": self.api_key_env,
+            "prompt_cache_note": self._cache_note,
         }
         facts = self._server_facts()
         return model_info(self.model, self.name, facts, fingerprint, extra, self._redact)
@@ -386,11 +395,6 @@ class OpenAIBackend(ServerBackend):
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._http.close()
-
-
-def _redacted_str(redact: Callable[[str], str], value: object) -> str | None:
-    """A server-supplied label as text, with any secret taken out."""
-    return None if value is None else redact(str(value))
 
 
 __all__ = ["OpenAIBackend", "read_api_key"]

@@ -2,8 +2,21 @@
 we read back, and the round's token counts and timers taken from them.
 
 Counts and timers come from the best source the server offers, recorded in
-``EngineReport.extra["token_source"]``: llama.cpp's ``timings`` object, else ``usage``,
-else a tiktoken estimate of the answer (see :mod:`.openai`).
+``EngineReport.extra["token_source"]``:
+
+``timings``            llama.cpp's ``timings`` object (``prompt_n``, ``prompt_ms``,
+                       ``predicted_n``, ``predicted_ms``, ``cache_n``): exact engine counts
+                       and timers, like Ollama's.
+``usage``              ``usage.completion_tokens`` / ``prompt_tokens`` (vLLM, hosted APIs):
+                       exact counts, no engine timers (decode tok/s is the client's).
+``tiktoken-estimate``  nothing reported: the answer is re-counted with tiktoken's
+                       cl100k_base and flagged ``token_count_estimated``.
+
+The prompt tokens served from a cache are ``timings.cache_n`` (llama.cpp's ``n_past``), else
+``usage.prompt_tokens_details.cached_tokens`` (llama.cpp fills it with the same number;
+vLLM with ``--enable-prompt-tokens-details``; OpenAI always); those evaluated are
+``timings.prompt_n``, else the prompt's tokens less the cached ones (and the other way round
+for llama.cpp builds before ``cache_n``).
 """
 
 from __future__ import annotations
@@ -156,13 +169,16 @@ def engine_report(state: StreamState, extra: Mapping[str, Any]) -> EngineReport:
         decode_tokens = count(timings.get("predicted_n"))
         processed = count(timings.get("prompt_n"))
         cached = count(timings.get("cache_n"))
-        prompt = count(usage.get("prompt_tokens"))
+        prompt = reported = count(usage.get("prompt_tokens"))
         if prompt is None and processed is not None:
             prompt = processed + (cached or 0)
         output = output if output is not None else decode_tokens
         decode_ns = ms_to_ns(timings.get("predicted_ms"))
         prefill_ns = ms_to_ns(timings.get("prompt_ms"))
         prompt_cached = cached if cached is not None else prompt_cached
+        if prompt_cached is None and reported is not None and processed is not None:
+            # Builds before cache_n: the prompt less what was evaluated was served cached.
+            prompt_cached = max(reported - processed, 0)
     elif usage and count(usage.get("completion_tokens")) is not None:
         source = "usage"
         output = decode_tokens = count(usage.get("completion_tokens"))

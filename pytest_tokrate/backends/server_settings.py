@@ -10,7 +10,7 @@ names; keys starting with ``x_`` are recorded as given, for settings of other se
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from pytest_tokrate.core.settings import did_you_mean, parse_pair_lines, split_pair
 from pytest_tokrate.errors import UsageError
@@ -106,4 +106,52 @@ def parse_server_settings(items: Iterable[str], source: str) -> dict[str, object
     return parse_pair_lines(items, source, parse_server_setting)
 
 
-__all__ = ["ENV_NAMES", "KNOWN", "parse_server_setting", "parse_server_settings"]
+#: Options the embedded engine applies when it creates a context; a server fixes them when
+#: it starts, so a request cannot change them: how to set (and declare) each instead.
+SERVER_START_OPTIONS: dict[str, dict[str, str]] = {
+    "flash_attn": {
+        "ollama": "start Ollama with OLLAMA_FLASH_ATTENTION=1 (or 0) and declare it with "
+        "--tokrate-server-setting flash_attention=on",
+        "openai": "start llama-server with -fa on (or off) and declare it with "
+        "--tokrate-server-setting x_flash_attn=on",
+    },
+    "type_k": {
+        "ollama": "start Ollama with OLLAMA_KV_CACHE_TYPE=q8_0 and declare it with "
+        "--tokrate-server-setting kv_cache_type=q8_0",
+        "openai": "start llama-server with -ctk q8_0 and declare it with "
+        "--tokrate-server-setting x_cache_type_k=q8_0",
+    },
+    "type_v": {
+        "ollama": "start Ollama with OLLAMA_KV_CACHE_TYPE=q8_0 and declare it with "
+        "--tokrate-server-setting kv_cache_type=q8_0",
+        "openai": "start llama-server with -ctv q8_0 and declare it with "
+        "--tokrate-server-setting x_cache_type_v=q8_0",
+    },
+    "num_ubatch": {
+        "ollama": "Ollama does not expose it",
+        "openai": "start llama-server with -ub N and declare it with "
+        "--tokrate-server-setting x_ubatch_size=N",
+    },
+}
+
+
+def refuse_server_start_options(options: Mapping[str, object], backend: str) -> None:
+    """A :class:`UsageError` when a test sets, for a server, an option only the server's
+    start can set (it would be sent and ignored, yet named as the test's configuration)."""
+    for key in SERVER_START_OPTIONS:
+        if key in options and backend in SERVER_START_OPTIONS[key]:
+            raise UsageError(
+                f"option {key}={options[key]!r} cannot be set per request on the {backend} "
+                f"backend (the server fixes it when it starts): "
+                f"{SERVER_START_OPTIONS[key][backend]}, and remove the option."
+            )
+
+
+__all__ = [
+    "ENV_NAMES",
+    "KNOWN",
+    "SERVER_START_OPTIONS",
+    "parse_server_setting",
+    "parse_server_settings",
+    "refuse_server_start_options",
+]

@@ -96,6 +96,10 @@ class Sample:
     token_count_estimated: bool = False
     prompt_tokens_cached: int | None = None
     normalized_tokens: int | None = None  # output re-counted with one fixed tiktoken encoding
+    #: Prompt tokens the engine evaluated in this round (the server's counter).
+    prompt_tokens_processed: int | None = None
+    #: True when the round reused a prompt cache it should not have (core/cache.py).
+    cache_reused: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -117,6 +121,8 @@ class Sample:
             "output_tokens": self.output_tokens,
             "prompt_tokens": self.prompt_tokens,
             "prompt_tokens_cached": self.prompt_tokens_cached,
+            "prompt_tokens_processed": self.prompt_tokens_processed,
+            "cache_reused": self.cache_reused,
             "ttft_s": self.ttft,
             "tpot_s": self.tpot,
             "e2e_s": self.e2e,
@@ -189,6 +195,7 @@ def derive_sample(raw: RawRound, index: int = 0) -> Sample:
         done_reason=eng.done_reason,
         token_count_estimated=eng.token_count_estimated,
         prompt_tokens_cached=eng.prompt_tokens_cached,
+        prompt_tokens_processed=eng.prompt_tokens_processed,
         extra=dict(eng.extra),
     )
 

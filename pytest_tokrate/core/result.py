@@ -58,6 +58,9 @@ class Measurement:
     cache_busting: str
     versions: dict[str, str | None]
     warmup_rounds: int = 0
+    #: Seconds the engine spent loading the model during warm-up (the embedded engine
+    #: loads there, so ``load`` of the measured rounds is empty); ``None``: no load seen.
+    warmup_load_s: float | None = None
     discarded: list[str] = field(default_factory=list)
     test_id: str | None = None
     label: str | None = None
@@ -177,6 +180,7 @@ class Measurement:
             "versions": self.versions,
             "rounds": self.rounds,
             "warmup_rounds": self.warmup_rounds,
+            "warmup_load_s": self.warmup_load_s,
             "discarded": list(self.discarded),
             "summaries": self.summaries(),
         }

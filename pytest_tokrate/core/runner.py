@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from pytest_tokrate._version import __version__
 from pytest_tokrate.backends.base import Backend, Request
+from pytest_tokrate.core import cache
 from pytest_tokrate.core.measure import (
     EngineReport,
     RawRound,
@@ -173,6 +174,8 @@ class Runner:
 
     def request_for_round(self, request: Request, settings: RunSettings, measured: bool) -> Request:
         if measured and settings.cache == "bust":
+            return replace(request, bust_cache=True, cache_nonce=None)
+        if measured and settings.cache == "nonce":
             return replace(request, bust_cache=True, cache_nonce=self.nonce())
         return replace(request, bust_cache=False, cache_nonce=None)
 
@@ -187,8 +190,7 @@ class Runner:
         """Measure ``settings.rounds`` rounds; with ``settings.auto``, stop once ``until``
         (asked from ``min_rounds`` on) says so; pytest-benchmark's ``repeat`` runs all."""
         request = replace(request, options=dict(settings.options), timeout_s=settings.timeout_s)
-        for _ in range(settings.warmup):
-            self.one_round(self.request_for_round(request, settings, measured=False))
+        warmup_load_s = self._warm_up(request, settings)
         samples: list[Sample] = []
 
         # Optional backend capability: a fixed workload timed before each round (as its
@@ -213,7 +215,17 @@ class Runner:
             # The round just measured has only its probe before; reuse it as the after.
             return until(with_machine_reference(samples, [*probes, *probes[-1:]]))
 
-        setup = probe if callable(reference) else None
+        # Optional backend capability: untimed work before each measured round, such as
+        # evicting the prompt from a server's cache (backends/ollama_cache.py).
+        prepare = getattr(self.backend, "prepare_round", None)
+
+        def before_round() -> None:
+            if callable(prepare):
+                prepare(self.request_for_round(request, settings, measured=True))
+            if callable(reference):
+                probe()
+
+        setup = before_round if callable(reference) or callable(prepare) else None
         with self.monitor.watch() as gpu:
             if settings.auto and until is not None and repeat is repeat_rounds:
                 repeat_until(measured_round, settings.rounds, setup, settled)
@@ -222,8 +234,29 @@ class Runner:
         if callable(reference) and samples:
             probe()
             samples = with_machine_reference(samples, probes)
+        measurement = self._measurement(request, settings, samples)
+        measurement.warmup_load_s = warmup_load_s
+        if gpu is not None:
+            measurement.extra["gpu"] = gpu.result(sum(s.output_tokens or 0 for s in samples))
+        return measurement
+
+    def _warm_up(self, request: Request, settings: RunSettings) -> float | None:
+        """The warm-up rounds; the seconds the engine spent loading the model in them."""
+        loads = [
+            self.one_round(self.request_for_round(request, settings, measured=False)).engine.load_ns
+            for _ in range(settings.warmup)
+        ]
+        seen = [ns for ns in loads if ns]
+        return sum(seen) / 1e9 if seen else None
+
+    def _measurement(
+        self, request: Request, settings: RunSettings, samples: list[Sample]
+    ) -> Measurement:
+        """The measured rounds as a result: token counts normalised, cache reuse marked."""
         samples = with_normalized_counts(samples)
-        busting = self.backend.cache_busting if settings.cache == "bust" else "none"
+        busting = cache.method(self.backend, settings.cache)
+        allowed = cache.allowance(self.backend, settings.cache)
+        samples = cache.mark_reuse(samples, settings.cache != "allow", allowed)
         measurement = Measurement(
             model=self.backend.model_info(),
             samples=samples,
@@ -233,8 +266,7 @@ class Runner:
             versions=self.versions(),
             warmup_rounds=settings.warmup,
         )
-        if gpu is not None:
-            measurement.extra["gpu"] = gpu.result(sum(s.output_tokens or 0 for s in samples))
+        measurement.extra["cache"] = cache.summary(samples, settings.cache, busting, allowed)
         return measurement
 
     def versions(self) -> dict[str, str | None]:

@@ -12,11 +12,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from pytest_tokrate.core.engine_options import parse_flash_attn, parse_kv_type
 from pytest_tokrate.core.precedence import HasSource, Setting, Sourced, resolve_layers
 from pytest_tokrate.errors import UsageError
 
 BACKENDS = ("auto", "embedded", "ollama", "openai")
-CACHE_MODES = ("bust", "allow")
+#: Prompt cache in measured rounds: ``bust`` defeats it without touching the prompt where the
+#: backend can (a KV reset, llama.cpp's ``cache_prompt: false``, vLLM's ``cache_salt``, an
+#: eviction request on Ollama); ``nonce`` puts a unique line before the system prompt (it
+#: changes what the model reads, so answers may differ); ``allow`` leaves the cache alone.
+CACHE_MODES = ("bust", "nonce", "allow")
 #: --tokrate-calibrate: time the machine reference around each round (backends/reference.py).
 CALIBRATE_MODES = ("on", "off")
 MISSING_MODEL_MODES = ("auto", "skip", "error")
@@ -40,11 +45,16 @@ DEFAULT_BASELINE_ROUNDS = "4x"
 # Generation options understood by Ollama (api.Options / api.Runner), with their types.
 # Each backend maps what it supports; the rest are passed through where possible.
 _INT, _FLOAT, _BOOL, _STOP, _ANY = "integer", "number", "boolean", "list of strings", "any"
+_FLASH, _KV = "flash attention", "KV cache type"  # llama.cpp's, see core/engine_options.py
 KNOWN_OPTIONS: dict[str, str] = {
     "num_predict": _INT,
     "num_ctx": _INT,
     "num_thread": _INT,
     "num_batch": _INT,
+    "num_ubatch": _INT,
+    "flash_attn": _FLASH,
+    "type_k": _KV,
+    "type_v": _KV,
     "num_gpu": _INT,
     "main_gpu": _INT,
     "num_keep": _INT,
@@ -132,8 +142,10 @@ def _coerce_option_value(key: str, value: object) -> object:
             if out == 0 or out < -2:
                 raise _fail(setting, value, "a generation length >= 1 (or -1 for unbounded)")
             return out
-        minimum = {"num_ctx": 1, "num_thread": 0, "num_batch": 1}.get(key)
+        minimum = {"num_ctx": 1, "num_thread": 0, "num_batch": 1, "num_ubatch": 1}.get(key)
         return parse_int(setting, value, minimum)
+    if kind in (_FLASH, _KV):
+        return (parse_flash_attn if kind == _FLASH else parse_kv_type)(setting, value)
     if kind == _FLOAT:
         return parse_float(setting, value, 0.0)
     if kind == _BOOL:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from pytest_tokrate.backends.base import ModelInfo, Request
+from pytest_tokrate.core import cache
 from pytest_tokrate.core.levels import Levels
 from pytest_tokrate.core.measure import RawRound, derive_sample
 from pytest_tokrate.core.prompts import prompt_of_length
@@ -100,7 +101,7 @@ def closed_loop(
     return _LoopOutcome(raws, errors, wall_s)
 
 
-def _notes(levels: Levels, max_parallel: int | None, backend: str) -> list[str]:
+def _notes(levels: Levels, max_parallel: int | None, backend: str, mode: str) -> list[str]:
     notes = []
     top = max(levels.concurrency)
     if top > 1:
@@ -116,6 +117,12 @@ def _notes(levels: Levels, max_parallel: int | None, backend: str) -> list[str]:
                 f"levels above {max_parallel} queue"
             )
         notes.append(TTFT_NOTE)
+        if backend == "ollama" and mode == "bust":
+            notes.append(
+                "Ollama has no per-request cache switch and an eviction between rounds would "
+                "disturb the requests in flight: levels above concurrency 1 put a unique line "
+                "before the system prompt instead (nonce-prefix), which may change answers"
+            )
     return notes
 
 
@@ -139,7 +146,7 @@ def run_sweep(
     backend = runner.backend
     max_parallel = getattr(backend, "max_parallel", None)
     model = backend.model_info()
-    busting = backend.cache_busting if settings.cache == "bust" else "none"
+    busting = cache.method(backend, settings.cache)
     result = SweepResult(
         model=model,
         levels=[],
@@ -149,7 +156,7 @@ def run_sweep(
         settings=settings.to_dict(),
         cache_busting=busting,
         versions=runner.versions(),
-        notes=_notes(levels, max_parallel, backend.name),
+        notes=_notes(levels, max_parallel, backend.name, settings.cache),
         warmup_rounds=settings.warmup,
         test_id=test_id,
         label=label,
@@ -207,13 +214,28 @@ def _run_level(
     busting: str,
     test_id: str | None,
 ) -> SweepLevel:
+    prepare = getattr(runner.backend, "prepare_round", None)
+    # A backend that defeats the cache by an eviction between rounds (Ollama) cannot do so
+    # with requests in flight; those levels fall back to the nonce line, and say so.
+    nonce = settings.cache == "bust" and callable(prepare) and concurrency > 1
+    if nonce:
+        busting = cache.method(runner.backend, "nonce")
+
     def make_request() -> Request:
-        return runner.request_for_round(request, settings, measured=True)
+        measured = runner.request_for_round(request, settings, measured=True)
+        if nonce:
+            return replace(measured, cache_nonce=runner.nonce())
+        if concurrency == 1 and callable(prepare):
+            prepare(measured)  # untimed: evicts the prompt (backends/ollama_cache.py)
+        return measured
 
     with runner.monitor.watch() as gpu:
         outcome = closed_loop(runner, make_request, concurrency, total)
     samples = [derive_sample(raw, i) for i, (_, raw) in enumerate(outcome.raws)]
     samples = with_normalized_counts(samples)
+    mode = "nonce" if nonce else settings.cache
+    allowed = cache.allowance(runner.backend, mode)
+    samples = cache.mark_reuse(samples, mode != "allow", allowed)
     level_settings = settings.to_dict()
     level_settings.update({"concurrency": concurrency, "requests": total})
     measurement = Measurement(
@@ -225,6 +247,7 @@ def _run_level(
         versions=runner.versions(),
         test_id=test_id,
     )
+    measurement.extra["cache"] = cache.summary(samples, mode, busting, allowed)
     level = SweepLevel(
         concurrency=concurrency,
         num_predict=int(request.options["num_predict"])

@@ -109,12 +109,22 @@ def _engine_changes(base: Mapping[str, Any], cur: Mapping[str, Any]) -> list[Con
         ("engine_version", "engine"),
         ("server_version", "server"),
         ("server_settings", "server settings"),
+        ("cache_method", "prompt cache method"),
+        ("engine_settings", "engine settings"),
     ):
         before, after = base.get(key, _MISSING), cur.get(key, _MISSING)
         if before is _MISSING or after is _MISSING or before == after:
             continue
         if key == "server_settings":
             out.extend(_option_changes(before or {}, after or {}, "server setting "))
+        elif key == "engine_settings":
+            # A setting one of the runs did not record (an older release) is not a change.
+            shared = set(before or {}) & set(after or {})
+            out.extend(
+                _option_changes(
+                    {k: before[k] for k in shared}, {k: after[k] for k in shared}, "engine "
+                )
+            )
         else:
             out.append(ConfigChange("engine", f"{label} {_show(before)} -> {_show(after)}"))
     return out
@@ -144,6 +154,21 @@ def _length_words(before: Any, after: Any, unit: str) -> str:
     return f"{after - before:+d} {unit}"
 
 
+def _first_difference(before: Any, after: Any, part: str) -> str:
+    """``, from line 3 of 7``: where the text first differs, from the per-line hashes both
+    runs recorded (the text itself is never stored); empty when unknown."""
+    if not isinstance(before, list) or not isinstance(after, list) or not before or not after:
+        return ""
+    index = next(
+        (i for i, (b, a) in enumerate(zip(before, after, strict=False)) if b != a),
+        min(len(before), len(after)),
+    )
+    if index >= len(after):
+        return ""  # only lines removed at the end
+    unit = "message" if part == "messages" else "line"
+    return f", from {unit} {index + 1} of {len(after)}"
+
+
 def _text_changes(base: Mapping[str, Any], cur: Mapping[str, Any]) -> list[ConfigChange]:
     """Which of prompt, system text, messages, output format and raw mode changed; one
     ``prompt or system text changed`` when the baseline predates that detail."""
@@ -158,9 +183,9 @@ def _text_changes(base: Mapping[str, Any], cur: Mapping[str, Any]) -> list[Confi
         b, a = before.get(part) or {}, after.get(part) or {}
         if b.get("hash") != a.get("hash"):
             unit = "messages" if part == "messages" else "characters"
-            out.append(
-                ConfigChange(part, f"{label}: {_length_words(b.get('size'), a.get('size'), unit)}")
-            )
+            where = _first_difference(b.get("lines"), a.get("lines"), part)
+            size = _length_words(b.get("size"), a.get("size"), unit)
+            out.append(ConfigChange(part, f"{label}: {size}{where}"))
     if before.get("format") != after.get("format"):
         out.append(ConfigChange("format", "output format (format=) changed"))
     if before.get("raw") != after.get("raw"):
@@ -189,7 +214,11 @@ def configuration_changes(
     base, cur = baseline_definition, current_definition
     if base.get("hash") == cur.get("hash"):
         return out
-    out += _option_changes(base.get("options") or {}, cur.get("options") or {})
+    options = _option_changes(base.get("options") or {}, cur.get("options") or {})
+    # An option the test set is named once, as the test's change, not again as the engine's.
+    named = {c.field for c in options}
+    out = [c for c in out if not (c.text.startswith("engine ") and c.field in named)]
+    out += options
     if base.get("cache") != cur.get("cache"):
         out.append(
             ConfigChange("cache", f"cache {_show(base.get('cache'))} -> {_show(cur.get('cache'))}")

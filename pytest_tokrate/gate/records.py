@@ -129,7 +129,9 @@ def run_key(measurement: Any) -> str:
 
 
 def measurement_environment(measurement: Any) -> dict[str, Any]:
-    return environment(measurement.model.to_dict(), measurement.versions)
+    return environment(
+        measurement.model.to_dict(), measurement.versions, measurement.cache_busting or None
+    )
 
 
 def build(

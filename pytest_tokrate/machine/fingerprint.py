@@ -158,11 +158,21 @@ def definition(
     return {"hash": short_hash(parts), **parts, "text": _text_parts(request)}
 
 
+#: Lines (or messages) of a prompt whose hashes a baseline keeps.
+MAX_LINES = 200
+
+
 def _text_parts(request: Mapping[str, Any]) -> dict[str, Any]:
     """Size and hash of the prompt, the system text and the messages; the format's hash."""
 
     def part(value: Any, size: int) -> dict[str, Any]:
-        return {"size": size, "hash": short_hash(value)[:8]}
+        out: dict[str, Any] = {"size": size, "hash": short_hash(value)[:8]}
+        if isinstance(value, str):
+            # A short hash per line (never the text): a change can name its first line.
+            out["lines"] = [short_hash(line)[:6] for line in value.splitlines()[:MAX_LINES]]
+        elif isinstance(value, list):
+            out["lines"] = [short_hash(item)[:6] for item in value[:MAX_LINES]]
+        return out
 
     messages = request.get("messages") or []
     fmt = request.get("format")
@@ -175,9 +185,13 @@ def _text_parts(request: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def environment(model: Mapping[str, Any], versions: Mapping[str, Any]) -> dict[str, Any]:
-    """Fingerprint of everything but the test definition."""
-    return {
+def environment(
+    model: Mapping[str, Any], versions: Mapping[str, Any], cache_method: str | None = None
+) -> dict[str, Any]:
+    """Fingerprint of everything but the test definition; ``cache_method``: how the
+    prompt cache was defeated (``kv-reset``, ``evict``, ``nonce-prefix``...), kept when
+    known so that a change of method is named."""
+    out = {
         "hardware": hardware(),
         "engine": {
             "backend": model.get("backend") or versions.get("backend"),
@@ -185,6 +199,9 @@ def environment(model: Mapping[str, Any], versions: Mapping[str, Any]) -> dict[s
             "server_version": model.get("server_version") or versions.get("server"),
             # Declared server settings (--tokrate-server-setting) are configuration.
             "server_settings": dict((model.get("extra") or {}).get("server_settings") or {}),
+            # The embedded engine's load-time settings in effect (flash attention, KV cache
+            # types, batches: backends/llamacpp_params.py) are configuration too.
+            "engine_settings": dict((model.get("extra") or {}).get("engine_settings") or {}),
         },
         "model": {
             "name": model.get("name"),
@@ -194,6 +211,9 @@ def environment(model: Mapping[str, Any], versions: Mapping[str, Any]) -> dict[s
         },
         "plugin": {"version": __version__, "method": METHOD_VERSION},
     }
+    if cache_method is not None:
+        out["engine"]["cache_method"] = cache_method
+    return out
 
 
 @dataclass(frozen=True)

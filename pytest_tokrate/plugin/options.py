@@ -60,10 +60,10 @@ def _text_option(value: str) -> str | None:
 
 
 def _host_option(value: str) -> str:
-    """Check a host string by Ollama's rules; keep it as given."""
-    from pytest_tokrate.backends.hosts import parse_host
+    """Check a host string (or a comma-separated fleet) by Ollama's rules; keep it."""
+    from pytest_tokrate.backends.hosts import split_hosts
 
-    parse_host(value, "--tokrate-host")
+    split_hosts(value, "--tokrate-host")
     return value
 
 
@@ -84,7 +84,9 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
      "openai. Default: auto",
      lambda v: parse_choice("--tokrate-backend", v, BACKENDS)),
     ("host", "tokrate_host",
-     "Server address, Ollama rules ([scheme://]host[:port][/path]). "
+     "Server address, Ollama rules ([scheme://]host[:port][/path]); several, separated "
+     "by commas, make a fleet: xdist worker gwN measures against server N mod their "
+     "number (run with -n equal to it). "
      "Default: $OLLAMA_HOST, else http://127.0.0.1:11434 (openai backend: "
      "$OPENAI_BASE_URL, else http://127.0.0.1:8080/v1)",
      _host_option),
@@ -113,8 +115,9 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
      f"Per-request timeout in seconds. Default: {DEFAULT_TIMEOUT_S:g}",
      lambda v: parse_float("--tokrate-timeout", v, minimum=0.001)),
     ("cache", "tokrate_cache",
-     "Prompt cache in measured rounds: bust (defeat it, honest prefill figures) or allow. "
-     "Default: bust",
+     "Prompt cache in measured rounds: bust (defeat it without changing the prompt: "
+     "honest prefill figures), nonce (put a unique line before the system prompt; changes "
+     "what the model reads) or allow. Default: bust",
      lambda v: parse_choice("--tokrate-cache", v, CACHE_MODES)),
     ("missing-model", "tokrate_missing_model",
      "What a tokrate test does when no model is chosen: skip, error, or auto (error when "

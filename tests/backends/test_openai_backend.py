@@ -41,13 +41,15 @@ def test_llamacpp_timings_are_used(openai_standin: OpenAIStandin) -> None:
     body = openai_standin.bodies[-1]
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert body["max_tokens"] == 12 and body["seed"] == 42 and body["temperature"] == 0.0
-    assert body["messages"][0]["content"].startswith("[run ")  # the cache nonce
+    # The exact prompt; llama.cpp's own switch keeps the round out of its prompt cache.
+    assert body["messages"] == [{"role": "user", "content": STORY}]
+    assert body["cache_prompt"] is False and b.cache_busting == "cache_prompt=false"
     for s in m.samples:
         assert s.extra["token_source"] == "timings"
         assert s.extra["ignored_options"] == ["num_ctx"]
         assert s.output_tokens == 12 and s.done_reason == "length"
         assert s.decode_tps_engine and s.prefill_tps and not s.token_count_estimated
-        assert s.prompt_tokens_cached is not None and s.prompt_tokens_cached < 8
+        assert s.prompt_tokens_cached == 0 and s.prompt_tokens_processed == s.prompt_tokens
     assert 0.5 < m.decode_agreement.median < 1.3
     assert m.model.parameter_count and m.model.context_length == 8192
     assert m.model.server_version == "b6000-tokrate-standin"

@@ -150,7 +150,10 @@ def test_precedence_later_layers_win_and_options_merge_by_key() -> None:
         (Layer("m", max_rounds=1), "m max_rounds: invalid value 1: expected an integer >= 2."),
         (Layer("m", warmup=-1), "m warmup: invalid value -1: expected an integer >= 0."),
         (Layer("m", timeout=0), "m timeout: invalid value 0: expected a number of seconds > 0."),
-        (Layer("m", cache="off"), "m cache: invalid value 'off': expected one of bust, allow."),
+        (
+            Layer("m", cache="off"),
+            "m cache: invalid value 'off': expected one of bust, nonce, allow.",
+        ),
     ],
 )
 def test_resolve_names_the_layer_and_value(layer: Layer, message: str) -> None:

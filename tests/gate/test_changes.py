@@ -62,6 +62,30 @@ def test_each_configuration_change_is_named_in_words(measurement: Any, env: Any)
     ]
     checked = fingerprint.definition(request, settings, checks=["contains:red"])
     assert words(env, env, base, checked) == ["quality checks changed"]
+    # A prompt edit names the first line that differs (from per-line hashes, not the text).
+    three = dict(request, prompt="Line one.\nLine two.\nLine three.")
+    edited = dict(request, prompt="Line one.\nLine 2!!.\nLine three.")
+    assert words(
+        env, env, fingerprint.definition(three, settings), fingerprint.definition(edited, settings)
+    ) == ["prompt: changed (same length, 31 characters), from line 2 of 3"]
+
+    # The embedded engine's load-time settings: named when both runs recorded them, once.
+    def engine(**settings: Any) -> dict[str, Any]:
+        fp = copy.deepcopy(env)
+        fp["engine"]["engine_settings"] = {"flash_attn": "auto", "type_k": "f16", **settings}
+        return fp
+
+    assert words(engine(), engine(type_k="q8_0"), base, base) == ["engine type_k f16 -> q8_0"]
+    assert words(env, engine(), base, base) == []  # a baseline from before they were recorded
+    off = dict(request, options={**request["options"], "flash_attn": "off"})
+    assert words(
+        engine(), engine(flash_attn="off"), base, fingerprint.definition(off, settings)
+    ) == ["flash_attn default -> off"]
+    # How the prompt cache was defeated: named when both runs recorded it.
+    nonce = fingerprint.environment(measurement.model.to_dict(), {}, "nonce-prefix")
+    evict = fingerprint.environment(measurement.model.to_dict(), {}, "evict")
+    assert words(nonce, evict, base, base) == ["prompt cache method nonce-prefix -> evict"]
+    assert words(env, evict, base, base) == []  # a baseline from before it was recorded
 
 
 def test_the_environment_is_hardware_for_the_engine_and_the_name_for_a_server(env: Any) -> None:

@@ -37,7 +37,7 @@ def assert_clean_usage_error(result: pytest.RunResult, *fragments: str) -> None:
         (["--tokrate-timeout=0"], ["argument --tokrate-timeout: invalid value '0'"]),
         (["--tokrate-num-predict=0"], ["option 'num_predict': invalid value 0"]),
         (["--tokrate-num-ctx=big"], ["option 'num_ctx': invalid value 'big'"]),
-        (["--tokrate-cache=never"], ["invalid value 'never'", "one of bust, allow"]),
+        (["--tokrate-cache=never"], ["invalid value 'never'", "one of bust, nonce, allow"]),
         (["--tokrate-backend=vllm"], ["invalid value 'vllm'", "auto, embedded, ollama, openai"]),
         (["--tokrate-option=num_thread"], ["invalid value 'num_thread'", "expected KEY=VALUE"]),
         (["--tokrate-option=tempurature=1"], ["'tempurature'", "Did you mean 'temperature'?"]),

@@ -2,8 +2,9 @@
 
 Each served model name maps to an embedded alias (``smollm2:135m`` -> ``smollm2``). The
 model loads on its first request (so that request's ``load_duration`` is a real load),
-requests run with ``bust_cache=False`` so llama.cpp's prefix cache behaves as in a real
-server, and metadata comes from the GGUF file itself (a vocabulary-only load).
+requests keep llama.cpp's prefix cache as a real server does (unless the protocol says not
+to: ``generate(reset_cache=True)``), and metadata comes from the GGUF file itself (a
+vocabulary-only load).
 
 ``replay=True`` records one real generation per model once and then streams those real
 tokens back with no delay, for the client-overhead benchmark.
@@ -60,6 +61,8 @@ class ModelEntry:
     alias: str  # embedded alias or .gguf path
     num_thread: int
     replay_tokens: int = REPLAY_TOKENS
+    #: How the server was started (``{"flash_attn": "off"}``: OLLAMA_FLASH_ATTENTION=0).
+    engine_options: Mapping[str, Any] = field(default_factory=dict)
     spec: ModelSpec = field(init=False)
     backend: LlamaCppBackend | None = None
     expires_ns: int | None = None  # wall clock, when loaded; -1: forever
@@ -171,12 +174,15 @@ class ModelEntry:
                 backend.close()
 
     def generate(
-        self, request: Request, replay: bool = False
+        self, request: Request, replay: bool = False, reset_cache: bool = False
     ) -> Iterator[TextChunk | EngineReport]:
-        """The engine's events for one request (``bust_cache`` is never set here)."""
+        """The engine's events for one request. The KV cache is kept, as a server keeps
+        it, unless ``reset_cache``: what a server does when told not to reuse it
+        (llama.cpp's ``cache_prompt: false``, a ``cache_salt`` nothing was cached under)."""
         options = dict(request.options)
         options.setdefault("num_thread", self.num_thread)
-        request = replace(request, options=options, bust_cache=False, cache_nonce=None)
+        options.update(self.engine_options)
+        request = replace(request, options=options, bust_cache=reset_cache, cache_nonce=None)
         if replay:
             return self._tracked(self._replay(request))
         return self._tracked(self._backend().stream(request))
@@ -252,11 +258,14 @@ class EngineHost:
         num_thread: int = 1,
         replay: bool = False,
         replay_tokens: int = REPLAY_TOKENS,
+        engine_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.replay = replay
         self.entries: dict[str, ModelEntry] = {}
         for name, alias in (models or DEFAULT_MODELS).items():
-            self.entries[canonical(name)] = ModelEntry(name, alias, num_thread, replay_tokens)
+            self.entries[canonical(name)] = ModelEntry(
+                name, alias, num_thread, replay_tokens, dict(engine_options or {})
+            )
 
     def find(self, name: str) -> ModelEntry | None:
         return self.entries.get(canonical(name))

@@ -105,9 +105,12 @@ class OllamaStandin(StandinServer):
         max_queue: int = 512,
         host: str = "127.0.0.1",
         port: int = 0,
+        cached_counter: bool = True,
     ) -> None:
         super().__init__(host, port)
         self.engine = engine
+        #: False: an Ollama from before prompt_eval_cached_count (rounds cannot be checked).
+        self.cached_counter = cached_counter
         self.version = version
         self.gpu_fraction = gpu_fraction
         self.max_queue = max_queue
@@ -437,7 +440,7 @@ class OllamaStandin(StandinServer):
             if not chat and not request.raw:
                 prompt = f"{request.system or ''}\n{request.prompt or ''}"
                 final["context"] = entry.tokenize(prompt + "".join(text_parts))
-            final.update(ollama_metrics(event, ex.t_start_ns, t_sched))
+            final.update(ollama_metrics(event, ex.t_start_ns, t_sched, self.cached_counter))
             yield Piece(obj=final, final=True)
 
     def _answer_whole(self, ex: Exchange, pieces: Iterator[Piece], chat: bool) -> None:
@@ -467,7 +470,9 @@ class OllamaStandin(StandinServer):
         ex.send_json(200, final)
 
 
-def ollama_metrics(report: EngineReport, t_start_ns: int, t_sched_ns: int) -> dict[str, int]:
+def ollama_metrics(
+    report: EngineReport, t_start_ns: int, t_sched_ns: int, cached_counter: bool = True
+) -> dict[str, int]:
     """The engine's report as Ollama's final-chunk metrics (nanoseconds, zeros left out).
 
     llama.cpp times a one-token prompt suffix (a full prefix-cache hit) as a decode step;
@@ -485,10 +490,16 @@ def ollama_metrics(report: EngineReport, t_start_ns: int, t_sched_ns: int) -> di
         "load_duration": (t_sched_ns - t_start_ns) + (report.load_ns or 0),
         "prompt_eval_count": report.prompt_tokens or 0,
         "prompt_eval_duration": prefill_ns,
+        # Ollama sends this one even when 0 (a 2026 server's final chunk shows
+        # "prompt_eval_cached_count":0); servers before it leave it out (cached_counter).
+        "prompt_eval_cached_count": report.prompt_tokens_cached or 0,
         "eval_count": output,
         "eval_duration": decode_ns,
     }
-    return {k: int(v) for k, v in values.items() if v}
+    out = {k: int(v) for k, v in values.items() if v}
+    if cached_counter:
+        out["prompt_eval_cached_count"] = int(values["prompt_eval_cached_count"])
+    return out
 
 
 def _frame(piece: Piece) -> bytes:

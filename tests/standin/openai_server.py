@@ -13,8 +13,18 @@ decide what the server reports besides the text:
                had ``n_ctx`` and ``ftype`` and ``/props`` had ``model_ftype``)
 ``vllm``       ``usage`` when asked, no timings; ``root``, ``parent``, ``max_model_len`` in
                ``/v1/models`` (vLLM's ``ModelCard``) and ``GET /version``
+               (``vllm_version``)
 ``bare``       neither: the client has only the text (some hosted and older servers) and
                no model facts
+
+The prompt cache is the engine's real one (one slot: the last prompt's tokens), reused as
+each server reuses it: llama.cpp unless the request says ``"cache_prompt": false`` (then
+the whole prompt is evaluated and ``cache_n`` is 0, as in llama-server's own source); vLLM
+only under the same ``cache_salt`` as the request that filled it (none counts as one
+salt), with ``prompt_tokens_details.cached_tokens`` saying what was reused. A vLLM
+``cache_salt`` must be a non-empty string; with ``vllm_v0=True`` it is refused with
+HTTP 400, as vLLM 0.9 refuses it on its V0 engine. ``bodies`` keeps the last 50 request
+bodies received, so tests can read the exact text of every round.
 
 The facts are the served file's own (read by llama.cpp from the GGUF), so serving another
 file behind the same name, ``EngineHost({"smollm2:135m": "smollm2-q2_k"})``, is what
@@ -50,6 +60,8 @@ SSE = "text/event-stream"
 #: What llama.cpp's llama_build_info() says: both /props and system_fingerprint carry it.
 BUILD_INFO = "b6000-tokrate-standin"
 VLLM_VERSION = "0.10.1+tokrate.standin"
+#: The salt of the prompt in the engine's cache is not known (another server filled it).
+_UNKNOWN = object()
 
 
 class OpenAIProtocol:
@@ -87,6 +99,9 @@ class OpenAIStandin(StandinServer):
         self.api_key = api_key
         self.n_ctx = n_ctx
         self.legacy_llamacpp = legacy_llamacpp
+        self.vllm_version = VLLM_VERSION
+        self.vllm_v0 = False
+        self._cache_salt: object = _UNKNOWN
         self.faults = FaultPlan()
         self.proto = OpenAIProtocol()
         self.bodies: list[dict[str, Any]] = []
@@ -99,6 +114,7 @@ class OpenAIStandin(StandinServer):
         self.bodies.clear()
         self.auth_headers.clear()
         self.flavour, self.api_key, self.legacy_llamacpp = self._defaults
+        self.vllm_version, self.vllm_v0, self._cache_salt = VLLM_VERSION, False, _UNKNOWN
 
     def plugin_args(self, model: str = "smollm2:135m") -> list[str]:
         return [
@@ -137,7 +153,7 @@ class OpenAIStandin(StandinServer):
             elif ex.path == "/props":
                 ex.send_json(200, self._props(), "application/json")
             else:
-                ex.send_json(200, {"version": VLLM_VERSION}, "application/json")
+                ex.send_json(200, {"version": self.vllm_version}, "application/json")
             return
         if ex.method != "POST":
             self.proto.send_error(ex, 405, "Method Not Allowed")
@@ -225,6 +241,13 @@ class OpenAIStandin(StandinServer):
             fmt = "json"
         elif rf.get("type") == "json_schema":
             fmt = dict((rf.get("json_schema") or {}).get("schema") or {})
+        if self.flavour == "vllm" and body.get("cache_salt") is not None:
+            # vLLM's check_cache_salt_support (entrypoints/openai/protocol.py)
+            if self.vllm_v0:
+                raise ValueError("Parameter 'cache_salt' is not supported with this instance "
+                                 "of vLLM, which uses engine V0.")  # fmt: skip
+            if not isinstance(body["cache_salt"], str) or not body["cache_salt"]:
+                raise ValueError("Parameter 'cache_salt' must be a non-empty string if provided.")
         if not chat:
             return Request(
                 prompt=str(body.get("prompt") or ""), options=options, format=fmt, raw=True
@@ -244,14 +267,14 @@ class OpenAIStandin(StandinServer):
             body = json.loads(ex.body() or b"null")
             if not isinstance(body, dict):
                 raise ValueError("the request body must be a JSON object")
+            with self._lock:  # refused ones too
+                self.bodies.append(body)
+                del self.bodies[:-50]
             name = body.get("model")
             request = self._request(body, chat)
         except (ValueError, TypeError, AttributeError) as exc:
             self.proto.send_error(ex, 400, f"invalid request: {exc}")
             return
-        with self._lock:
-            self.bodies.append(body)
-            del self.bodies[:-50]
         entry = self.engine.find(str(name or ""))
         if entry is None:
             self.proto.send_error(ex, 404, f"The model `{name}` does not exist.")
@@ -263,7 +286,8 @@ class OpenAIStandin(StandinServer):
                 return
         stream = bool(body.get("stream"))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        events = entry.generate(request, replay=self.engine.replay)
+        reset = self._cache_reset(body)
+        events = entry.generate(request, replay=self.engine.replay, reset_cache=reset)
         pieces = self._pieces(events, str(name), chat, stream, include_usage)
         for fault in faults:
             pieces = fault.wrap(ex, self.proto, pieces)
@@ -271,6 +295,20 @@ class OpenAIStandin(StandinServer):
             write_stream(ex, pieces, _frame, SSE, self._stream_error, trailer=b"data: [DONE]\n\n")
         else:
             self._answer_whole(ex, pieces, chat)
+
+    def _cache_reset(self, body: dict[str, Any]) -> bool:
+        """Whether this request may not reuse the prompt in the engine's cache."""
+        if self.flavour == "llama.cpp":
+            # llama-server's default is --cache-prompt (on); a request turns it off.
+            return body.get("cache_prompt", True) is False
+        if self.flavour == "vllm":
+            # A salt enters the hash of the prompt's first block: blocks cached under
+            # another salt (or none) never match.
+            salt = body.get("cache_salt")
+            with self._lock:
+                reset, self._cache_salt = salt != self._cache_salt, salt
+            return reset
+        return False
 
     def _stream_error(self, ex: Exchange, exc: Exception) -> Piece | None:
         if not ex.headers_sent:

@@ -45,7 +45,7 @@ def test_measures_a_test_through_ollama(
         f"""
         def test_story(tokrate):
             r = tokrate.run({STORY!r})
-            assert r.rounds == 2 and r.cache_busting == "nonce-prefix"
+            assert r.rounds == 2 and r.cache_busting == "evict"
             s = r.samples[0]
             assert s.output_tokens == 8 and s.decode_tps_engine > 0 and s.ttft > 0
             assert s.extra["server_metrics"]["eval_count"] == 8
@@ -221,3 +221,18 @@ def test_host_from_ini_and_ollama_host(
     monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:1")  # the ini wins over the environment
     pytester.makeini(f"[pytest]\ntokrate_host = http://127.0.0.1:{ollama_standin.port}\n")
     pytester.runpytest(*args).assert_outcomes(passed=1)
+
+
+def test_an_option_only_the_server_start_sets_is_refused_with_the_way(
+    pytester: pytest.Pytester, ollama_standin: OllamaStandin
+) -> None:
+    """flash_attn, KV cache types and num_ubatch are fixed when a server starts: sent in
+    a request they would be ignored yet recorded as the test's configuration."""
+    pytester.makepyfile(f"def test_story(tokrate):\n    tokrate.run({STORY!r})\n")
+    result = run(pytester, ollama_standin, "--tokrate-option", "flash_attn=on")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "option flash_attn='on' cannot be set per request on the ollama backend" in out
+    assert "OLLAMA_FLASH_ATTENTION=1" in out and "flash_attention=on" in out
+    assert not [b for b in ollama_standin.bodies if "prompt" in b]  # refused before a round
+    assert_clean(result)

@@ -171,7 +171,7 @@ def test_sum(tokrate):
     result.assert_outcomes(failed=1)
     out = text(result)
     test_id = "test_bad_check_is_a_clear_error_naming_test_and_check.py::test_sum[smollm2]"
-    assert f"{test_id}: tokrate.run() checks: check #2" in out
+    assert f"{test_id}: tokrate.run() checks[1]" in out
     assert message in out
     assert "Traceback" not in out
 
@@ -225,7 +225,11 @@ def test_sum(tokrate):
                 checks=[{"type": "contains", "value": "4"}])
 """
     )
-    result = pytester.runpytest("--tokrate-model=smollm2,smollm2-q2_k", *MODEL[1:], "-v")
+    # flash_attn off: the expected answers were read without it (its kernels round
+    # differently: with it, smollm2's first 8 tokens no longer reach the "4").
+    result = pytester.runpytest(
+        "--tokrate-model=smollm2,smollm2-q2_k", *MODEL[1:], "-v", "--tokrate-option=flash_attn=off"
+    )
     result.assert_outcomes(passed=2)
     out = text(result)
     assert "test_sum[smollm2] PASSED" in out and "test_sum[smollm2-q2_k] PASSED" in out
