@@ -43,6 +43,11 @@ class SweepLevel:
         return " ".join(parts)
 
     @property
+    def gen_length(self) -> int | None:
+        """The generation length of this cell (``sweep(gen_lengths=...)``; ``num_predict``)."""
+        return self.num_predict
+
+    @property
     def samples(self) -> list[Sample]:
         return self.measurement.samples
 
@@ -163,23 +168,35 @@ class SweepResult:
     def level(
         self,
         concurrency: int | None = None,
-        num_predict: int | None = None,
+        gen_length: int | None = None,
         prompt_length: int | None = None,
+        *,
+        num_predict: int | None = None,
     ) -> SweepLevel:
-        """The level with these values (unnamed values match anything); exactly one must match."""
+        """The cell of the grid with these values: the names are those of ``sweep()``
+        (``concurrency``, ``gen_lengths``, ``prompt_lengths``), in the singular. A value
+        left out matches anything; exactly one cell must match. ``num_predict=`` is the
+        same as ``gen_length=`` (the generation option it sets)."""
+        if num_predict is not None and gen_length is not None and num_predict != gen_length:
+            raise UsageError(
+                f"sweep.level(gen_length={gen_length}, num_predict={num_predict}): both name "
+                "the generation length; give one."
+            )
+        gen = gen_length if gen_length is not None else num_predict
         found = [
             lv
             for lv in self.levels
             if (concurrency is None or lv.concurrency == concurrency)
-            and (num_predict is None or lv.num_predict == num_predict)
+            and (gen is None or lv.num_predict == gen)
             and (prompt_length is None or lv.prompt_length == prompt_length)
         ]
         if len(found) != 1:
             have = ", ".join(lv.name for lv in self.levels)
             raise UsageError(
-                f"sweep.level(concurrency={concurrency}, num_predict={num_predict}, "
-                f"prompt_length={prompt_length}) matches {len(found)} levels; the levels are: "
-                f"{have}."
+                f"sweep.level(concurrency={concurrency}, gen_length={gen}, "
+                f"prompt_length={prompt_length}) matches {len(found)} levels; the levels are "
+                f"{have} (c: concurrency, n: gen_length, p: prompt_length). Name more of the "
+                "values, e.g. s.level(concurrency=1, gen_length=64)."
             )
         return found[0]
 

@@ -170,14 +170,35 @@ class LoadSampler:
         return LoadTrace(tuple(intervals), wait)
 
 
+#: Share of a test's time the engine may wait for a CPU before the output says so.
+HINT_WAIT_SHARE = 0.25
+
+
+def wait_hint(wait_share: float | None, threads: int | None, usable: int) -> str | None:
+    """What to do when the engine spent much of its time waiting for a CPU (its threads
+    outnumbered the free cores): the words for the test's output, or ``None``."""
+    if wait_share is None or wait_share <= HINT_WAIT_SHARE:
+        return None
+    used = threads if threads else usable
+    fewer = max(1, min(used, usable) - 1)
+    return (
+        f"the engine waited for a CPU {wait_share:.0%} of the time it measured ({used} "
+        f"thread(s) on {usable} usable core(s), sharing them with this process and others): "
+        f"its speed figures are below what the model can do here; give it fewer threads "
+        f"(--tokrate-option num_thread={fewer}) or run on a quieter machine"
+    )
+
+
 __all__ = [
     "BUSY_CORES",
     "BUSY_SHARE",
+    "HINT_WAIT_SHARE",
     "WAIT_SHARE",
     "CpuSnapshot",
     "LoadSampler",
     "LoadTrace",
     "foreign_cores",
     "snapshot",
+    "wait_hint",
     "wait_seconds",
 ]

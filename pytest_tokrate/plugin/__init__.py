@@ -1,4 +1,4 @@
-"""pytest glue: the hooks, the ``tokrate`` fixture, outcomes and the terminal report
+"""pytest glue: the hooks, the ``tokrate`` fixture, outcomes
 (the options: :mod:`.options`; the session settings read from them:
 :mod:`.session_config`).
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_tokrate.errors import InfrastructureError, TokrateError
-from pytest_tokrate.plugin.keys import FIXTURES_KEY, INFRA_PREFIX, NO_MODEL_MESSAGE, SESSION_KEY
+from pytest_tokrate.plugin.keys import FIXTURES_KEY, INFRA_PREFIX, SESSION_KEY, no_model
 from pytest_tokrate.plugin.options import add_options
 from pytest_tokrate.plugin.session import TokrateSession
 from pytest_tokrate.plugin.session_config import build_config
@@ -41,6 +41,12 @@ def _empty_answer_judge(measurement: Any, context: Any) -> list[Any]:
     return empty_answer_judge(measurement, context)
 
 
+def _cache_judge(measurement: Any, context: Any) -> list[Any]:
+    from pytest_tokrate.core.cache import cache_judge
+
+    return cache_judge(measurement, context)
+
+
 def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Collector | None:
     """Collect declarative suites: ``tokrate_*.yaml`` files (see suite.py)."""
     if file_path.suffix in (".yaml", ".yml") and file_path.name.startswith("tokrate_"):
@@ -49,6 +55,23 @@ def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Coll
         suite: pytest.Collector = SuiteFile.from_parent(parent, path=file_path)
         return suite
     return None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    """Said before the first test: a baseline update measures more rounds than a run;
+    which server each xdist worker of a fleet measures against."""
+    from pytest_tokrate.plugin.progress import update_header
+    from pytest_tokrate.plugin.session_config import fleet_header
+
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return None
+    workers = getattr(config.option, "numprocesses", None)
+    lines = [
+        update_header(session.config.extra.get("baseline_rounds")),
+        fleet_header(session.config.hosts, workers if isinstance(workers, int) else 0),
+    ]
+    return [line for line in lines if line] or None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -70,6 +93,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = TokrateSession(session_config)
     config.stash[SESSION_KEY].judges.append(_quality_judge)
     config.stash[SESSION_KEY].judges.append(_empty_answer_judge)
+    config.stash[SESSION_KEY].judges.append(_cache_judge)
+    from pytest_tokrate.plugin.progress import progress_for
+
+    config.stash[SESSION_KEY].progress = lambda test_id, model, label, rounds: progress_for(
+        config, test_id, model, label, rounds
+    )
     from pytest_tokrate.plugin.gate import configure as configure_baselines
 
     try:
@@ -116,10 +145,9 @@ def tokrate(request: pytest.FixtureRequest, tokrate_model: ModelSpec | None) -> 
 
     session = _session(request.config)
     if tokrate_model is None:
-        if session.config.missing_model_errors:
-            pytest.fail(NO_MODEL_MESSAGE + " (this is an error because CI is set).", pytrace=False)
-        session.skipped_no_model += 1
-        pytest.skip(NO_MODEL_MESSAGE)
+        errors = session.config.missing_model_errors
+        session.skipped_no_model += 0 if errors else 1
+        raise no_model(request.config, session.config.backend, errors)
     node = request.node
     layer = None
     marker = node.get_closest_marker("tokrate")
@@ -213,31 +241,3 @@ def pytest_report_teststatus(
     ):
         return "error", "E", "ERROR"
     return None
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    session = config.stash.get(SESSION_KEY, None)
-    if session is None:
-        return
-    if not session.results and not session.skipped_no_model:
-        return
-    from pytest_tokrate.reports.terminal import terminal_lines
-
-    lines = terminal_lines(session.results)
-    if lines:
-        terminalreporter.write_sep("=", "tokrate: speed per test and model")
-        for line in lines:
-            terminalreporter.write_line(line)
-    if len({m.model.name for m in session.results}) > 1:
-        from pytest_tokrate.quality.tradeoff import compare_models
-        from pytest_tokrate.reports.tradeoff import tradeoff_lines
-
-        rows = compare_models(session.results, [s.name for s in session.config.models])
-        if rows:
-            terminalreporter.write_sep("=", "tokrate: trade-off between models")
-            for line in tradeoff_lines(rows):
-                terminalreporter.write_line(line)
-    if session.skipped_no_model:
-        terminalreporter.write_line(
-            f"tokrate: {session.skipped_no_model} test(s) skipped: {NO_MODEL_MESSAGE}."
-        )

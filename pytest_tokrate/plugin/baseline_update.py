@@ -323,10 +323,12 @@ class BaselineWriter:
             self.lines.append(f"removed {len(removable)} baseline(s) no test uses:")
             self.lines.extend(f"  {display(b.path)} ({b.test_id})" for b in removable)
         if kept:
+            # This run did not see their tests, so it cannot tell whether they still exist:
+            # the files are only listed, never called unused.
             why = reason or "their tests lie outside the paths given to pytest"
             self.lines.append(
-                f"{len(kept)} baseline(s) no test used, kept because {why}; run the whole "
-                "suite with --tokrate-update-baselines to remove them:"
+                f"{len(kept)} other baseline(s) left as they are, their tests not run here "
+                f"({why}); an update of the whole suite removes those no test uses:"
             )
             self.lines.extend(f"  {display(b.path)} ({b.test_id})" for b in kept)
 

@@ -159,6 +159,10 @@ class Tokrate:
             options=merged or None,
         )
         settings = self.settings(call)
+        if self.spec.backend in ("ollama", "openai"):
+            from pytest_tokrate.backends.server_settings import refuse_server_start_options
+
+            refuse_server_start_options(settings.options, self.spec.backend)
         if settings.auto and method != "run":
             # A sweep's cells have no baseline to settle against: a fixed count.
             settings = replace(settings, auto=False, rounds=DEFAULT_ROUNDS)
@@ -206,14 +210,15 @@ class Tokrate:
         quality = self._quality_plan(checks, min_pass_rate)  # before any round: fail fast
         backend = self.session.backend_for(self.spec)
         runner = self.runner_factory(backend)
+        on_round = self._progress(run_label, settings.rounds)
         if benchmark is None:
             until = self._until(runner, request, settings, run_label, quality)
-            measurement = runner.run(request, settings, until=until)
+            measurement = runner.run(request, settings, on_round, until=until)
         else:
             from pytest_tokrate.plugin import benchmark as benchbridge
 
             repeat = benchbridge.pedantic_repeat(benchmark)
-            measurement = runner.run(request, settings, repeat=repeat)
+            measurement = runner.run(request, settings, on_round, repeat=repeat)
         measurement.test_id = self.test_id
         measurement.label = run_label
         if quality is not None:
@@ -225,6 +230,11 @@ class Tokrate:
         if self.on_result is not None:
             self.on_result(measurement)
         return measurement
+
+    def _progress(self, label: str | None, rounds: int) -> Callable[[int, Any], None] | None:
+        """The progress lines of one run (plugin/progress.py), if any are shown."""
+        progress = self.session.progress
+        return progress(self.test_id, self.spec.name, label, rounds) if progress else None
 
     def _until(
         self,

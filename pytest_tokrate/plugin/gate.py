@@ -8,6 +8,7 @@ statistics, file I/O) happens in :mod:`pytest_tokrate.gate.store` and
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,6 +95,25 @@ class BaselineGate:
         return self.references[where]
 
     def judge(self, measurement: Measurement, context: JudgeContext) -> list[Finding]:
+        return [*self._judge(measurement, context), *self._cpu_wait(measurement, context)]
+
+    def _cpu_wait(self, measurement: Measurement, context: JudgeContext) -> list[Finding]:
+        """A warning when the embedded engine waited for a CPU much of the time."""
+        from pytest_tokrate.core.findings import Finding
+        from pytest_tokrate.machine.load import wait_hint
+
+        trace = self.load.get(context.test_id)
+        if measurement.model.backend != "embedded" or trace is None:
+            return []
+        threads = measurement.samples[0].extra.get("num_thread") if measurement.samples else None
+        hint = wait_hint(trace.wait_share, threads if isinstance(threads, int) else None,
+                         len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                         else (os.cpu_count() or 1))  # fmt: skip
+        if hint is None:
+            return []
+        return [Finding("cpu-wait", "warn", f"tokrate: {context.test_id}: {hint}.")]
+
+    def _judge(self, measurement: Measurement, context: JudgeContext) -> list[Finding]:
         from pytest_tokrate.core.findings import Finding
         from pytest_tokrate.gate import store as baselines
         from pytest_tokrate.gate.judge import Subject, judge_run

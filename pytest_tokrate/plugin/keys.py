@@ -19,6 +19,42 @@ NO_MODEL_MESSAGE = (
     "or a server model such as --tokrate-model=gemma2:2b, or set tokrate_model in "
     "[tool.pytest.ini_options]"
 )
+_NO_MODEL_FOR = {
+    "ollama": "pass --tokrate-model=NAME as `ollama list` shows it (e.g. gemma2:2b)",
+    "openai": "pass --tokrate-model=NAME, the model id the server lists at GET /v1/models "
+    "(llama-server: its --alias, else the file name)",
+}
 
 
-__all__ = ["FIXTURES_KEY", "INFRA_PREFIX", "NO_MODEL_MESSAGE", "SESSION_KEY"]
+def no_model_message(backend: str) -> str:
+    """What to do when no model is chosen, in the words of the backend in use."""
+    how = _NO_MODEL_FOR.get(backend)
+    if how is None:
+        return NO_MODEL_MESSAGE
+    return (
+        f"no model chosen for tokrate tests: {how}, or set tokrate_model in "
+        "[tool.pytest.ini_options]"
+    )
+
+
+def no_model(config: pytest.Config, backend: str, errors: bool) -> BaseException:
+    """The outcome of a tokrate test without a model: an error under CI, else a skip whose
+    location is the test's own (as pytest gives a skip from a fixture), not this code."""
+    message = no_model_message(backend)
+    if errors:
+        return pytest.fail.Exception(
+            message + " (this is an error because CI is set).", pytrace=False
+        )
+    skip = pytest.skip.Exception(message)
+    skip._use_item_location = True  # what pytest's own fixture machinery sets
+    return skip
+
+
+__all__ = [
+    "FIXTURES_KEY",
+    "INFRA_PREFIX",
+    "NO_MODEL_MESSAGE",
+    "SESSION_KEY",
+    "no_model",
+    "no_model_message",
+]

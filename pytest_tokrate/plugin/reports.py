@@ -1,6 +1,8 @@
 """pytest glue of sweeps and reports: level options and parametrization, JUnit properties,
 JSON report, Markdown summary (and ``$GITHUB_STEP_SUMMARY``), plots, xdist merging, and
-the terminal's sections of sweeps and of the gate's verdicts.
+the terminal's tables (speed and token yardstick, the model trade-off, sweeps, the gate's
+verdicts), all drawn from the merged data so that an xdist run shows what a serial one
+shows. Every test's outcome is tallied as pytest counts it (``outcomes.py``).
 
 Registered by ``plugin.pytest_configure`` as a plugin object. Start-up only parses option
 strings and checks paths; the report, plot and sweep modules load when first needed.
@@ -12,18 +14,22 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_tokrate.core.levels import SWEEP_MARKER_KEYS, LevelLayer, parse_levels, resolve_levels
 from pytest_tokrate.errors import TokrateError, UsageError
+from pytest_tokrate.plugin.outcomes import OutcomeTally, category
+from pytest_tokrate.plugin.report_paths import ReportSettings, option_path
 
 if TYPE_CHECKING:
     from pytest_tokrate.plugin.fixture import Tokrate
     from pytest_tokrate.plugin.session import TokrateSession
+    from pytest_tokrate.quality.tradeoff import TradeoffRow
 
 PLUGIN_NAME = "tokrate-reports"
 WORKER_KEY = "tokrate_report"
@@ -52,56 +58,6 @@ def parse_cli(name: str, value: str) -> object:
     return text
 
 
-class ReportSettings(NamedTuple):
-    json_path: Path | None = None
-    md_path: Path | None = None
-    plots_dir: Path | None = None
-
-    @property
-    def any_file(self) -> bool:
-        return any(p is not None for p in (self.json_path, self.md_path, self.plots_dir))
-
-
-def _check_writable(path: Path, setting: str, directory: bool) -> Path:
-    """The nearest existing ancestor must be a writable directory; the path itself, if it
-    exists, must be of the right kind. Nothing is created here.
-
-    Links are not resolved: ``/dev/stdout`` or a link to a shared file is written
-    through, never replaced by a new file (see ``reports.document.write_bytes``)."""
-    path = Path(os.path.abspath(path))
-    if path.exists() and path.is_dir() != directory:
-        kind = "a directory" if directory else "a file"
-        raise UsageError(
-            f"{setting}={path}: the path exists and is not {kind}: choose another path."
-        )
-    if not directory and path.exists() and os.access(path, os.W_OK):
-        return path  # an existing file, device or link we may write to
-    probe = path if directory and path.exists() else path.parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        why = "is not a directory" if not probe.is_dir() else "is not writable"
-        raise UsageError(
-            f"{setting}={path}: cannot write there, because {probe} {why}: choose a "
-            "writable location (e.g. a path under the build directory)."
-        )
-    return path
-
-
-def _path(config: pytest.Config, name: str, ini: str, directory: bool) -> Path | None:
-    value = config.getoption(ini)
-    base = Path(config.invocation_params.dir)
-    if value is None:
-        raw = config.getini(ini)
-        value = str(raw).strip() if raw else None
-        base = config.rootpath
-        if value:
-            parse_cli(name, value)
-    if not value:
-        return None
-    return _check_writable(base / value, f"--tokrate-{name}", directory)
-
-
 def _ini_levels(config: pytest.Config) -> LevelLayer:
     values = {}
     for dim in _LEVEL_OPTIONS.values():
@@ -120,9 +76,9 @@ def configure(config: pytest.Config, session: TokrateSession) -> None:
     )
     session.sweep_layers = [_ini_levels(config).validate(), cli.validate()]
     settings = ReportSettings(
-        json_path=_path(config, "report-json", "tokrate_report_json", directory=False),
-        md_path=_path(config, "report-md", "tokrate_report_md", directory=False),
-        plots_dir=_path(config, "plots", "tokrate_plots", directory=True),
+        json_path=option_path(config, "report-json", "tokrate_report_json", False, parse_cli),
+        md_path=option_path(config, "report-md", "tokrate_report_md", False, parse_cli),
+        plots_dir=option_path(config, "plots", "tokrate_plots", True, parse_cli),
     )
     if settings.plots_dir is not None:
         from pytest_tokrate.reports.plots import require_matplotlib
@@ -146,19 +102,13 @@ def layers_for_item(node: pytest.Item, marker_kwargs: dict[str, Any]) -> tuple[A
     return marker, item
 
 
-def _outcome(report: pytest.TestReport) -> str | None:
-    if hasattr(report, "wasxfail"):
-        return "xfailed" if report.skipped else "xpassed"
-    if report.when != "call":
-        if report.failed:
-            return "error"
-        return "skipped" if report.skipped else None
-    if report.failed:
-        longrepr = report.longrepr
-        if isinstance(longrepr, str) and longrepr.startswith("tokrate infrastructure error"):
-            return "error"
-        return "failed"
-    return "skipped" if report.skipped else "passed"
+def _uses_tokrate(item: pytest.Item) -> bool:
+    """A test that asks for the ``tokrate`` fixture, or a case of a YAML suite."""
+    if "tokrate" in getattr(item, "fixturenames", ()):
+        return True
+    # No suite item exists unless the collector module was loaded: no import needed.
+    collector = sys.modules.get("pytest_tokrate.plugin.collector")
+    return collector is not None and isinstance(item, collector.SuiteItem)
 
 
 class ReportPlugin:
@@ -171,11 +121,16 @@ class ReportPlugin:
         self.session = session
         self.settings = settings
         self.tokrate_ids: set[str] = set()
-        self.tests: dict[str, dict[str, Any]] = {}
+        self.tally = OutcomeTally()
+        #: An xdist worker: the controller receives its reports and keeps the tally.
+        self.worker = getattr(config, "workerinput", None) is not None
         self.worker_fragments: list[dict[str, Any]] = []
         self.lines: list[str] = []
         self.errors: list[str] = []
         self.merged: dict[str, Any] | None = None
+        self.tradeoff: list[TradeoffRow] = []
+        #: The terminal's tables, ``(title, lines)``, drawn at the end of the session.
+        self.sections: list[tuple[str, list[str]]] = []
 
     # -- collection -------------------------------------------------------------------
 
@@ -211,7 +166,7 @@ class ReportPlugin:
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        if "tokrate" in getattr(item, "fixturenames", ()):
+        if _uses_tokrate(item):
             self.tokrate_ids.add(item.nodeid)
             if call.when == "call":
                 self._record_properties(item)
@@ -230,18 +185,12 @@ class ReportPlugin:
         item.user_properties.extend(junit_properties(measurements, sweeps))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.nodeid not in self.tokrate_ids:
-            return
-        entry = self.tests.setdefault(report.nodeid, {"outcome": "passed", "duration_s": 0.0})
-        entry["duration_s"] += float(report.duration)
-        outcome = _outcome(report)
-        rank = ["passed", "skipped", "xfailed", "xpassed", "failed", "error"]
-        if outcome is not None and (
-            report.when == "call" or rank.index(outcome) > rank.index(entry["outcome"])
-        ):
-            if report.when == "teardown" and entry["outcome"] in ("failed", "error"):
-                return
-            entry["outcome"] = outcome
+        if not self.worker:
+            self.tally.add_report(report, category(self.config, report))
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and not self.worker:
+            self.tally.add_collection_error()
 
     # -- end of the run -------------------------------------------------------------------
 
@@ -254,17 +203,24 @@ class ReportPlugin:
     def _fragment(self) -> dict[str, Any]:
         from pytest_tokrate.reports.document import fragment
 
-        return fragment(self.session.results, self.session.sweeps, self.tests)
+        return fragment(
+            self.session.results,
+            self.session.sweeps,
+            self.tally.tests,
+            tokrate_ids=self.tokrate_ids,
+            outcomes=self.tally.counts,
+            skipped_no_model=self.session.skipped_no_model,
+        )
 
     def _wanted(self, merged: dict[str, Any]) -> tuple[bool, bool]:
         """(write the requested files, write the GitHub step summary)."""
-        anything = bool(merged["tests"] or merged["measurements"] or merged["sweeps"])
+        anything = bool(merged["tokrate_ids"] or merged["measurements"] or merged["sweeps"])
         step = bool(os.environ.get(STEP_SUMMARY_ENV)) and anything
         return self.settings.any_file, step
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        local = bool(self.session.results or self.session.sweeps or self.tests)
+        local = bool(self.session.results or self.session.sweeps or self.tokrate_ids)
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None:
             if local:
@@ -275,7 +231,9 @@ class ReportPlugin:
         try:
             from pytest_tokrate.reports.document import merge_fragments
 
-            self.merged = merge_fragments([self._fragment(), *self.worker_fragments])
+            fragments = [self._fragment(), *self.worker_fragments]
+            self.merged = merge_fragments(fragments, order=list(self.tally.tests))
+            self._tables(self.merged)
             files, step = self._wanted(self.merged)
             if files or step:
                 self._write(self.merged, step)
@@ -299,7 +257,7 @@ class ReportPlugin:
         )
         from pytest_tokrate.reports.markdown import markdown
 
-        report = build_report(merged, default_monitor().status().to_dict())
+        report = build_report(merged, default_monitor().status().to_dict(), tradeoff=self.tradeoff)
         s = self.settings
         plot_files: list[tuple[str, Path]] = []
         if s.plots_dir is not None:
@@ -335,18 +293,38 @@ class ReportPlugin:
                 ) from None
             self.lines.append(f"summary appended to ${STEP_SUMMARY_ENV}")
 
+    def _tables(self, merged: dict[str, Any]) -> None:
+        """The terminal's tables and the model trade-off, drawn from the merged data, so
+        that an xdist controller shows what a serial run shows."""
+        try:
+            from pytest_tokrate.core.rebuild import measurement_from_dict
+            from pytest_tokrate.quality.tradeoff import compare_models
+            from pytest_tokrate.reports.terminal import sweep_terminal_lines, terminal_lines
+            from pytest_tokrate.reports.tradeoff import tradeoff_lines
+
+            rebuilt = [measurement_from_dict(m) for m in merged["measurements"]]
+            self.tradeoff = compare_models(rebuilt, [s.name for s in self.session.config.models])
+            sections = [
+                ("tokrate: speed per test and model", terminal_lines(rebuilt)),
+                ("tokrate: trade-off between models", tradeoff_lines(self.tradeoff)),
+                ("tokrate: sweeps", sweep_terminal_lines(merged["sweeps"])),
+            ]
+            self.sections = [(title, lines) for title, lines in sections if lines]
+        except Exception as exc:  # the tables must never cost the reports
+            self.errors.append(f"cannot draw the tokrate tables: {type(exc).__name__}: {exc}")
+
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        try:
-            sweeps = (self.merged or {}).get("sweeps") or []
-            if sweeps:
-                from pytest_tokrate.reports.terminal import sweep_terminal_lines
+        for title, lines in self.sections:
+            terminalreporter.write_sep("=", title)
+            for line in lines:
+                terminalreporter.write_line(line)
+        skipped = (self.merged or {}).get("skipped_no_model", 0)
+        if skipped:
+            from pytest_tokrate.plugin.keys import no_model_message
 
-                terminalreporter.write_sep("=", "tokrate: sweeps")
-                for line in sweep_terminal_lines(sweeps):
-                    terminalreporter.write_line(line)
-        except Exception as exc:  # the summary must never raise
-            self.errors.append(f"cannot show the sweep table: {type(exc).__name__}: {exc}")
+            message = no_model_message(self.session.config.backend)
+            terminalreporter.write_line(f"tokrate: {skipped} test(s) skipped: {message}.")
         self._gate_summary(terminalreporter)
         if self.lines or self.errors:
             terminalreporter.write_sep("=", "tokrate: reports")

@@ -51,6 +51,8 @@ class SessionConfig:
     models: tuple[ModelSpec, ...] = ()
     backend: str = "auto"
     host: str | None = None
+    #: Every server of a fleet (``--tokrate-host=a,b``); ``host`` is this process's.
+    hosts: tuple[str, ...] = ()
     cli: Layer = field(default_factory=lambda: Layer("command line"))
     ini: Layer = field(default_factory=lambda: Layer("ini"))
     missing_model: str = "auto"
@@ -164,6 +166,10 @@ class TokrateSession:
                 raise
             self.backends[key] = backend
         return backend
+
+    #: Progress lines while a run measures: ``(test_id, model, label, rounds)`` -> a
+    #: per-round callback or ``None`` (set by the glue, plugin/progress.py).
+    progress: Callable[[str, str, str | None, int], Callable[[int, Any], None] | None] | None = None
 
     #: With ``rounds="auto"``: whether a partial measurement's verdict is settled, given
     #: the test's marker values (set by the gate; ``None``: auto measures every round).

@@ -162,11 +162,14 @@ def _build_config(config: pytest.Config) -> SessionConfig:
     models = build_models(model, backend, source)
     ini_layer, cli_layer = _run_layers(config)
     missing = get("tokrate_missing_model") or ini_value(config, "tokrate_missing_model") or "auto"
-    host = get("tokrate_host") or ini_value(config, "tokrate_host")
+    fleet = get("tokrate_host") or ini_value(config, "tokrate_host")
+    source = "--tokrate-host" if get("tokrate_host") else "ini tokrate_host"
+    hosts, host = _fleet(config, fleet, source)
     return SessionConfig(
         models=models,
         backend=backend,
         host=host,
+        hosts=hosts,
         cli=cli_layer,
         ini=ini_layer,
         missing_model=parse_missing_model(missing, "tokrate_missing_model"),
@@ -176,6 +179,34 @@ def _build_config(config: pytest.Config) -> SessionConfig:
             "baseline_rounds": _baseline_rounds(config),
         },
     )
+
+
+def _fleet(
+    config: pytest.Config, value: str | None, source: str
+) -> tuple[tuple[str, ...], str | None]:
+    """Every server of ``--tokrate-host`` and the one this process measures against (an
+    xdist worker takes its own: backends/hosts.py ``host_for_worker``)."""
+    from pytest_tokrate.backends.hosts import host_for_worker, split_hosts
+
+    hosts = split_hosts(value, source) if value is not None else ()
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    return hosts, host_for_worker(hosts, worker) if hosts else value
+
+
+def fleet_header(hosts: tuple[str, ...], workers: int) -> str | None:
+    """The report-header line of a fleet: which worker measures against which server."""
+    if len(hosts) < 2:
+        return None
+    if workers < 1:
+        return (
+            f"tokrate: --tokrate-host lists {len(hosts)} servers but this run has no xdist "
+            f"workers: every test runs on {hosts[0]}; run with -n {len(hosts)} to use them all"
+        )
+    pairs = ", ".join(f"gw{i} -> {hosts[i % len(hosts)]}" for i in range(workers))
+    idle = f"; {len(hosts) - workers} server(s) idle, use -n {len(hosts)}" if workers < len(
+        hosts
+    ) else ""  # fmt: skip
+    return f"tokrate: fleet of {len(hosts)} servers: {pairs}{idle}"
 
 
 def _baseline_rounds(config: pytest.Config) -> tuple[str, int] | None:

@@ -52,7 +52,18 @@ def parse_checks(
             f"{where}: checks must be a list, got {short_repr(items)}: write "
             "checks=[{'type': 'icontains', 'value': 'paris'}]."
         )
-    return [parse_check(item, f"{where}: check #{i + 1}", base_dir) for i, item in enumerate(items)]
+    # Every bad check is reported at once, numbered as in the list (``checks[1]`` is the
+    # second), the way YAML suites number theirs.
+    checks: list[Check] = []
+    problems: list[str] = []
+    for i, item in enumerate(items):
+        try:
+            checks.append(parse_check(item, f"{where}[{i}]", base_dir))
+        except CheckDefinitionError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise CheckDefinitionError("\n".join(problems))
+    return checks
 
 
 def parse_check(item: Any, where: str, base_dir: Path | None = None) -> Check:

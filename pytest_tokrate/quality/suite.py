@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from pytest_tokrate.core.settings import validate_options
-from pytest_tokrate.errors import TokrateError
+from pytest_tokrate.errors import TokrateError, did_you_mean
 from pytest_tokrate.quality.checks import parse_check, parse_min_pass_rate
 from pytest_tokrate.quality.suite_schema import Locator, path_text, schema_problems
 from pytest_tokrate.quality.types import Check
@@ -74,7 +74,7 @@ def load_suite(path: Path, shown_as: str | None = None) -> list[Case]:
             f"{where}: the file is empty: add a `cases:` list (see the README, "
             "'Declarative suites')."
         )
-    locate = Locator(root)
+    locate = Locator(root, data)
     problems = [
         (line, f"key {key!r} appears twice in one mapping") for line, key in locate.duplicates()
     ]
@@ -82,12 +82,44 @@ def load_suite(path: Path, shown_as: str | None = None) -> list[Case]:
     cases: list[Case] = []
     if not problems:
         cases, problems = _build_cases(data, path, locate)
+    else:
+        # Every problem at once: what the schema found, and what building the parts it
+        # left valid finds (variables, regexes, files, schemas), not a second pass later.
+        problems += _problems_beyond_schema(data, path, locate, problems)
     if problems:
         lines = [f"{where}:{line}: {message}" for line, message in sorted(problems)[:20]]
         if len(problems) > 20:
             lines.append(f"... and {len(problems) - 20} more problem(s)")
         raise SuiteError("\n".join(lines))
     return cases
+
+
+def _problems_beyond_schema(
+    data: Any, path: Path, locate: Locator, found: list[tuple[int, str]]
+) -> list[tuple[int, str]]:
+    """Problems of the cases the schema left whole, when it found problems elsewhere: only
+    cases without a schema problem on their lines are built (a broken one could not be),
+    with the file's own parts (vars, defaults) only when those are whole too."""
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
+        return []
+    cases = data["cases"]
+    starts = [locate.line(["cases", i]) for i in range(len(cases))] + [10**9]
+    bad = {line for line, _ in found}
+    whole = [
+        i
+        for i, raw in enumerate(cases)
+        if isinstance(raw, dict)
+        and isinstance(raw.get("name"), str)
+        and not any(starts[i] <= line < starts[i + 1] for line in bad)
+    ]
+    if any(line < starts[0] for line in bad):  # vars or defaults are broken: skip them
+        data = {"cases": cases}
+    problems: list[tuple[int, str]] = []
+    try:
+        _, problems = _build_cases(data, path, locate, set(whole))
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+        return []  # a shape the schema already reported; nothing more to add
+    return problems
 
 
 @dataclass
@@ -108,8 +140,10 @@ class _FileScope:
 
 
 def _build_cases(
-    data: dict[str, Any], path: Path, locate: Locator
+    data: dict[str, Any], path: Path, locate: Locator, only: set[int] | None = None
 ) -> tuple[list[Case], list[tuple[int, str]]]:
+    """The cases of a valid file; ``only``: the indexes of the cases to build when the
+    others are broken (default: all)."""
     problems: list[tuple[int, str]] = []
     scope = _FileScope(
         data,
@@ -123,6 +157,8 @@ def _build_cases(
     cases: list[Case] = []
     first_lines: dict[str, int] = {}
     for i, raw in enumerate(data["cases"]):
+        if only is not None and i not in only:
+            continue
         _note_duplicate_name(raw["name"], ["cases", i], first_lines, scope)
         case = _build_case(raw, ["cases", i], scope)
         if case is not None:
@@ -282,11 +318,13 @@ def _fill(
     missing = sorted({m.group(1) for m in _VAR.finditer(text)} - set(variables))
     if missing:
         known = ", ".join(sorted(variables)) or "none defined"
+        hints = "".join(did_you_mean(m, variables) for m in missing)
         problems.append(
             (
                 locate.line(at),
-                f"unknown variable(s) {', '.join('{{' + m + '}}' for m in missing)}: define "
-                f"them under `vars:` (known: {known})",
+                f"{path_text(at, locate.data)}: unknown variable(s) "
+                f"{', '.join('{{' + m + '}}' for m in missing)}{hints}: define them under "
+                f"`vars:` (known: {known})",
             )
         )
         return text

@@ -31,8 +31,10 @@ def suite_schema() -> dict[str, Any]:
 class Locator:
     """Line numbers of YAML nodes by JSON path (mapping keys and list indexes)."""
 
-    def __init__(self, root: yaml.Node | None) -> None:
+    def __init__(self, root: yaml.Node | None, data: Any = None) -> None:
         self.root = root
+        #: The parsed document, for messages that name a case (``path_text``).
+        self.data = data
 
     def line(self, path: list[Any], key: bool = False) -> int:
         node = self.root

@@ -8,16 +8,12 @@ are drawn from the report dictionary alone, never from live objects.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import math
 import os
 import platform
-import re
-import stat
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,11 +21,14 @@ from typing import TYPE_CHECKING, Any
 from pytest_tokrate._version import __version__
 from pytest_tokrate.core.stats import median
 from pytest_tokrate.errors import ReportError
+from pytest_tokrate.reports.files import write_bytes, write_json, write_text
 from pytest_tokrate.reports.gate import collect as gate_verdicts
+from pytest_tokrate.reports.tradeoff import model_entries, tradeoff_entries
 
 if TYPE_CHECKING:
     from pytest_tokrate.core.result import Measurement
     from pytest_tokrate.core.sweep_result import SweepResult
+    from pytest_tokrate.quality.tradeoff import TradeoffRow
 
 SCHEMA_VERSION = 1
 # The JSON Schemas live in the package's top-level schemas/ folder, not under reports/.
@@ -95,6 +94,7 @@ def measurement_entry(m: Measurement) -> dict[str, Any]:
     data["yardstick"] = yardstick(m)
     data["pass_rate"] = _pass_rate(m.quality)
     data["gpu"] = m.extra.get("gpu")
+    data["cache"] = m.extra.get("cache")
     data["fingerprint"] = _fingerprint(data["model"], m.versions, m)
     return _jsonable_dict(data)
 
@@ -104,6 +104,7 @@ def sweep_entry(s: SweepResult) -> dict[str, Any]:
     for level, entry in zip(s.levels, data["levels"], strict=True):
         entry["yardstick"] = yardstick(level.measurement)
         entry["pass_rate"] = _pass_rate(level.measurement.quality)
+        entry["cache"] = level.measurement.extra.get("cache")
     data["fingerprint"] = _fingerprint(data["model"], s.versions, None)
     return _jsonable_dict(data)
 
@@ -129,21 +130,75 @@ def fragment(
     measurements: Sequence[Measurement],
     sweeps: Sequence[SweepResult],
     tests: Mapping[str, Mapping[str, Any]],
+    *,
+    tokrate_ids: Iterable[str] = (),
+    outcomes: Mapping[str, int] | None = None,
+    skipped_no_model: int = 0,
 ) -> dict[str, Any]:
-    """What one process contributes to the report (JSON-ready, mergeable)."""
+    """What one process contributes to the report (JSON-ready, mergeable).
+
+    ``tests`` maps each test id to its outcome and duration, ``outcomes`` holds pytest's
+    own counts (see ``plugin/outcomes.py``): under xdist only the controller has them;
+    ``tokrate_ids`` names the tests that used tokrate, wherever they ran."""
     return {
         "measurements": [measurement_entry(m) for m in measurements],
         "sweeps": [sweep_entry(s) for s in sweeps],
         "tests": {k: dict(v) for k, v in tests.items()},
+        "tokrate_ids": sorted(set(tokrate_ids)),
+        "outcomes": dict(outcomes or {}),
+        "skipped_no_model": skipped_no_model,
     }
 
 
-def merge_fragments(fragments: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"measurements": [], "sweeps": [], "tests": {}}
+def merge_fragments(
+    fragments: Iterable[Mapping[str, Any]], order: Sequence[str] = ()
+) -> dict[str, Any]:
+    """One run's data from its processes' fragments. ``order`` (test ids in the order
+    they ran) orders measurements and sweeps, so an xdist run lists them as it ran."""
+    out: dict[str, Any] = {"measurements": [], "sweeps": [], "tests": {}, "tokrate_ids": []}
+    outcomes: dict[str, int] = {}
+    skipped = 0
     for frag in fragments:
         out["measurements"].extend(frag.get("measurements", []))
         out["sweeps"].extend(frag.get("sweeps", []))
         out["tests"].update(frag.get("tests", {}))
+        out["tokrate_ids"].extend(frag.get("tokrate_ids", []))
+        for category, n in frag.get("outcomes", {}).items():
+            outcomes[category] = outcomes.get(category, 0) + n
+        skipped += frag.get("skipped_no_model", 0)
+    rank = {tid: i for i, tid in enumerate(order)}
+    for key in ("measurements", "sweeps"):
+        out[key].sort(key=lambda e: rank.get(e.get("test_id") or "", len(rank)))
+    out["tokrate_ids"] = sorted(set(out["tokrate_ids"]))
+    out["outcomes"] = outcomes
+    out["skipped_no_model"] = skipped
+    return out
+
+
+def _tests(merged: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every test of the run, sorted by id: outcome, duration, whether it used tokrate
+    and how many measurements and sweeps it recorded."""
+    tokrate = set(merged.get("tokrate_ids", []))
+    recorded: dict[str, int] = {}
+    for entry in [*merged.get("measurements", []), *merged.get("sweeps", [])]:
+        tid = entry.get("test_id") or ""
+        recorded[tid] = recorded.get(tid, 0) + 1
+    tests_map: Mapping[str, Mapping[str, Any]] = merged.get("tests", {})
+    return [
+        {
+            "test_id": tid,
+            **dict(info),
+            "tokrate": tid in tokrate or tid in recorded,
+            "measurements": recorded.get(tid, 0),
+        }
+        for tid, info in sorted(tests_map.items())
+    ]
+
+
+def _count(values: Iterable[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for value in values:
+        out[value] = out.get(value, 0) + 1
     return out
 
 
@@ -192,15 +247,15 @@ def build_report(
     gpu: Mapping[str, Any],
     tokenizer: Mapping[str, Any] | None = None,
     created: datetime.datetime | None = None,
+    tradeoff: Sequence[TradeoffRow] = (),
 ) -> dict[str, Any]:
-    """The whole run as one JSON-ready dictionary (see schemas/report.schema.json)."""
+    """The whole run as one JSON-ready dictionary (see schemas/report.schema.json).
+
+    ``summary.outcomes`` are pytest's own counts when the merged data has them (else
+    one per test); ``tradeoff`` holds the rows of a run on several models."""
     measurements = list(merged.get("measurements", []))
     sweeps = list(merged.get("sweeps", []))
-    tests_map: Mapping[str, Mapping[str, Any]] = merged.get("tests", {})
-    tests = [{"test_id": tid, **dict(info)} for tid, info in sorted(tests_map.items())]
-    outcomes: dict[str, int] = {}
-    for t in tests:
-        outcomes[t["outcome"]] = outcomes.get(t["outcome"], 0) + 1
+    tests = _tests(merged)
     verdicts = {"fail": 0, "warn": 0, "info": 0}
     for m in measurements:
         for f in m.get("findings", []):
@@ -223,7 +278,9 @@ def build_report(
         "tokenizer": dict(tokenizer) if tokenizer is not None else tokenizer_status(),
         "summary": {
             "tests": len(tests),
-            "outcomes": outcomes,
+            "outcomes": dict(merged.get("outcomes") or _count(t["outcome"] for t in tests)),
+            "tokrate_tests": sum(1 for t in tests if t["tokrate"]),
+            "tokrate_outcomes": _count(t["outcome"] for t in tests if t["tokrate"]),
             "measurements": len(measurements),
             "sweeps": len(sweeps),
             "sweep_levels": sum(len(s["levels"]) for s in sweeps),
@@ -234,6 +291,8 @@ def build_report(
         "tests": tests,
         "measurements": measurements,
         "sweeps": sweeps,
+        "tradeoff": _jsonable(tradeoff_entries(tradeoff)),
+        "tradeoff_models": _jsonable(model_entries(tradeoff)),
         "gate": gate_verdicts(measurements),
         "plots": [],
     }
@@ -258,75 +317,6 @@ def validate_report(report: Mapping[str, Any]) -> None:
             f"the JSON report does not match its schema at {where}: {first.message} "
             f"({len(errors)} problem(s)); this is a pytest-tokrate bug, please report it."
         )
-
-
-def _descriptor(path: Path) -> int | None:
-    """The open descriptor a path names: ``/dev/stdout``, ``/dev/fd/3``, else None."""
-    text = str(path)
-    if text in ("/dev/stdout", "/dev/stderr"):
-        return 1 if text == "/dev/stdout" else 2
-    match = re.fullmatch(r"/(?:dev|proc/self)/fd/(\d+)", text)
-    return int(match.group(1)) if match else None
-
-
-def _write_descriptor(fd: int, data: bytes) -> None:
-    # Reopening /dev/stdout would truncate a `> console.log` redirect: write where it is.
-    for stream in (sys.stdout, sys.stderr):  # what Python buffered comes first
-        with contextlib.suppress(AttributeError, OSError, ValueError):
-            stream.flush()
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _in_place(path: Path) -> bool:
-    """A symlink or a special file (device, FIFO, socket): written through, never replaced."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return False
-    return stat.S_ISLNK(mode) or not stat.S_ISREG(mode)
-
-
-def _replace(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        umask = os.umask(0)  # the only way to read it; set straight back
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def write_bytes(path: Path, data: bytes, what: str | None = None) -> None:
-    """Write a report file: a regular file or a new path atomically, with the umask's mode;
-    a symlink or special file in place, never replaced; ``/dev/stdout`` to the descriptor.
-    ``what`` names the file in the error (default: the path)."""
-    try:
-        fd = _descriptor(path)
-        if fd is not None:
-            _write_descriptor(fd, data)
-        elif _in_place(path):
-            with open(path, "wb") as fh:
-                fh.write(data)
-        else:
-            _replace(path, data)
-    except OSError as exc:
-        raise ReportError(f"cannot write {what or path}: {exc.strerror or exc}") from None
-
-
-def write_text(path: Path, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
-
-
-def write_json(path: Path, report: Mapping[str, Any]) -> None:
-    write_text(path, json.dumps(report, indent=1, sort_keys=True, allow_nan=False) + "\n")
 
 
 # -- JUnit --------------------------------------------------------------------------------------

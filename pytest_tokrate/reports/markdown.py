@@ -13,6 +13,14 @@ from typing import Any
 from pytest_tokrate.reports.fmt import entry_name, number, percent, summary_stat
 from pytest_tokrate.reports.gate import gate_markdown
 from pytest_tokrate.reports.mdtext import md_escape, md_fence, md_table
+from pytest_tokrate.reports.tradeoff import (
+    HEADER,
+    REPEATED_NOTE,
+    model_line,
+    reference_note,
+    repeated,
+    row_cells,
+)
 
 _TAIL = ("p50", "p90", "p99")  # the latency percentiles a sweep row shows
 
@@ -31,8 +39,9 @@ def markdown(
     plot_links: Sequence[tuple[str, str]] = (),
     embed_images: bool = True,
 ) -> str:
-    """The run as Markdown: headline, speed table, the gate's verdicts on baselines, sweeps
-    with their notes and errors, failing findings, plot links.
+    """The run as Markdown: headline, the trade-off between models, speed table, the
+    gate's verdicts on baselines, sweeps with their notes and errors, failing findings,
+    plot links.
 
     ``plot_links`` pairs a title with a path relative to the summary file; the images are
     embedded, or with ``embed_images=False`` (a CI job summary, which cannot show local
@@ -40,6 +49,7 @@ def markdown(
     """
     measurements = report["measurements"]
     out = _headline(report["summary"])
+    out += _tradeoff(report)
     out += _speed_table(measurements)
     out += gate_markdown(report.get("gate") or [])
     for sweep in report["sweeps"]:
@@ -50,17 +60,48 @@ def markdown(
     return "\n".join(out)
 
 
+#: pytest's order of outcomes in its summary line; other plugins' categories follow.
+_PYTEST_ORDER = ("failed", "passed", "skipped", "xfailed", "xpassed", "error")
+
+
+def outcome_text(counts: Mapping[str, int]) -> str:
+    """Counts worded as pytest's summary line words them ("3 failed, 5 passed, 1 error")."""
+    order = [*_PYTEST_ORDER, *sorted(set(counts) - set(_PYTEST_ORDER))]
+    words = []
+    for key in order:
+        n = counts.get(key, 0)
+        if n:
+            words.append(f"{n} {key}s" if key == "error" and n != 1 else f"{n} {key}")
+    return ", ".join(words) or "none"
+
+
 def _headline(summary: Mapping[str, Any]) -> list[str]:
+    """pytest's counts over every test first, then the tests that used tokrate."""
     s, v = summary, summary["verdicts"]
-    outcome_text = ", ".join(f"{n} {k}" for k, n in sorted(s["outcomes"].items())) or "none"
     return [
         "## pytest-tokrate",
         "",
-        f"**{s['tests']} tokrate test(s)**: {outcome_text} · {s['measurements']} "
-        f"measurement(s) · {s['sweeps']} sweep(s), {s['sweep_errors']} failed request(s) · "
-        f"verdicts: {v['fail']} fail, {v['warn']} warn",
+        f"**{s['tests']} test(s)**: {outcome_text(s['outcomes'])} (as pytest counts them) · "
+        f"**{s['tokrate_tests']} used tokrate**: {outcome_text(s['tokrate_outcomes'])} · "
+        f"{s['measurements']} measurement(s) · {s['sweeps']} sweep(s), "
+        f"{s['sweep_errors']} failed request(s) · verdicts: {v['fail']} fail, {v['warn']} warn",
         "",
     ]
+
+
+def _tradeoff(report: Mapping[str, Any]) -> list[str]:
+    """The model trade-off: per test, then one line per model against the reference."""
+    entries = report.get("tradeoff") or []
+    if not entries:
+        return []
+    rows = [[md_escape(cell) for cell in row_cells(e)] for e in entries]
+    out = ["### Trade-off between models", "", *md_table(HEADER, rows), ""]
+    out += [f"- {md_escape(model_line(m), 400)}" for m in report.get("tradeoff_models") or []]
+    out += ["", md_escape(reference_note(str(entries[0]["reference"])), 400)]
+    if repeated(entries):
+        out += ["", md_escape(REPEATED_NOTE, 400)]
+    out.append("")
+    return out
 
 
 def _speed_table(measurements: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -193,4 +234,4 @@ def _sweep_markdown(sweep: Mapping[str, Any]) -> list[str]:
     return out
 
 
-__all__ = ["markdown", "md_escape", "md_fence"]
+__all__ = ["markdown", "md_escape", "md_fence", "outcome_text"]

@@ -10,23 +10,23 @@
 
 A plot is drawn only when its data exist (a sweep with two or more levels along its axis,
 or quality checks on at least one model); otherwise :class:`PlotResult` says why it was
-skipped. matplotlib is imported lazily and used through its Agg canvas only (no pyplot,
-no change to the process-wide backend).
+skipped. The line plots (one panel per figure, colour per model, style per level) are
+built in :mod:`pytest_tokrate.reports.plotlines`. matplotlib is imported lazily and used
+through its Agg canvas only (no pyplot, no change to the process-wide backend).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import io
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_tokrate.errors import ReportError, UsageError
-from pytest_tokrate.reports.document import write_bytes
 from pytest_tokrate.reports.fmt import summary_stat
+from pytest_tokrate.reports.plotlines import Getter, LinePlot, line_figure
+from pytest_tokrate.reports.plotlines import save_png as _save
 
 PLOTS_EXTRA = '`pip install "pytest-tokrate[plots]"` (matplotlib)'
 
@@ -50,118 +50,60 @@ class PlotResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def _base_test(test_id: str | None) -> str:
-    return re.sub(r"\[.*\]$", "", test_id or "?")
+def _stat(figure: str, stat: str) -> Getter:
+    return lambda lv: summary_stat(lv, figure, stat)
 
 
-Series = dict[tuple[Any, ...], dict[int, Mapping[str, Any]]]
+_CONCURRENCY = "concurrency (requests in flight)"
+_NO_CONCURRENCY = "latency/throughput vs concurrency: no sweep with 2+ concurrency levels"
 
-
-def _series(report: Mapping[str, Any], x_key: str, fixed: Sequence[str]) -> Series:
-    """Levels grouped into lines: same model, test, label and fixed values; keyed by x.
-
-    Parametrized items of one test (``test_x[c8]``, ``test_x[c32]``) join one line.
-    """
-    out: Series = {}
-    for sweep in report.get("sweeps", []):
-        for lv in sweep["levels"]:
-            if lv.get(x_key) is None or not lv["completed"]:
-                continue
-            key = (
-                sweep["model"]["name"],
-                _base_test(sweep.get("test_id")),
-                sweep.get("label"),
-                bool(sweep.get("serialised")),
-                tuple((k, lv.get(k)) for k in fixed),
-            )
-            out.setdefault(key, {})[int(lv[x_key])] = lv
-    return {k: v for k, v in out.items() if len(v) >= 2}
-
-
-def _labels(series: Series, show_serialised: bool) -> dict[tuple[Any, ...], str]:
-    tests = {key[1] for key in series}
-    labels = {}
-    for key in series:
-        model, test, label, serialised, fixed = key
-        parts = [str(model)]
-        if len(tests) > 1:
-            parts.append(test.rsplit("::", 1)[-1])
-        if label:
-            parts.append(str(label))
-        parts += [f"{_SHORT.get(k, k)}={v}" for k, v in fixed if v is not None]
-        if serialised and show_serialised:
-            parts.append("engine serves 1 at a time")
-        labels[key] = " · ".join(parts)
-    return labels
-
-
-_SHORT = {"concurrency": "c", "num_predict": "n", "prompt_length": "p"}
-
-
-def _figure(title: str, xlabel: str, ylabel: str) -> tuple[Any, Any]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.5, 4.8), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, alpha=0.3)
-    return fig, ax
-
-
-def _log2_x(ax: Any, xs: Sequence[int]) -> None:
-    if xs and min(xs) > 0 and max(xs) / min(xs) >= 8:
-        ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted(set(xs)))
-    ax.set_xticklabels([str(x) for x in sorted(set(xs))])
-
-
-def _save(fig: Any, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    write_bytes(path, buffer.getvalue(), what=f"the plot {path}")
-
-
-Line = tuple[str, Callable[[Mapping[str, Any]], float | None], str]
-
-
-def _line_plot(
-    series: Series,
-    lines: Sequence[Line],
-    title: str,
-    xlabel: str,
-    ylabel: str,
-    path: Path,
-) -> None:
-    fig, ax = _figure(title, xlabel, ylabel)
-    labels = _labels(series, show_serialised=xlabel.startswith("concurrency"))
-    colors = [f"C{i % 10}" for i in range(len(series))]
-    all_x: list[int] = []
-    for color, (key, points) in zip(colors, sorted(series.items(), key=str), strict=True):
-        xs = sorted(points)
-        all_x += xs
-        for name, getter, style in lines:
-            pairs = [(x, getter(points[x])) for x in xs]
-            kept = [(x, y) for x, y in pairs if y is not None]
-            if not kept:
-                continue
-            ax.plot(
-                [x for x, _ in kept],
-                [y for _, y in kept],
-                style,
-                color=color,
-                marker="o",
-                markersize=4,
-                label=f"{labels[key]}: {name}",
-            )
-    _log2_x(ax, all_x)
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize="small")
-    _save(fig, path)
+#: every line plot, in the order they are drawn and listed
+LINE_PLOTS: tuple[LinePlot, ...] = (
+    LinePlot(
+        "latency_vs_concurrency.png",
+        "Latency vs concurrency",
+        "concurrency",
+        _CONCURRENCY,
+        "latency per request (s)",
+        (
+            ("end-to-end p50", _stat("e2e", "p50")),
+            ("end-to-end p99", _stat("e2e", "p99")),
+            ("time to first token p50", _stat("ttft", "p50")),
+        ),
+        _NO_CONCURRENCY,
+    ),
+    LinePlot(
+        "throughput_vs_concurrency.png",
+        "Throughput vs concurrency",
+        "concurrency",
+        _CONCURRENCY,
+        "output tokens/s",
+        (
+            ("aggregate (all requests)", lambda lv: lv.get("throughput_tps")),
+            ("per request (decode, median)", _stat("decode_tps", "median")),
+        ),
+    ),  # skipped together with the latency plot: one line in the terminal
+    LinePlot(
+        "tps_vs_gen_length.png",
+        "Tokens/s vs generation length",
+        "num_predict",
+        "generation length (tokens requested, num_predict)",
+        "output tokens/s per request (median)",
+        (
+            ("decode", _stat("decode_tps", "median")),
+            ("end-to-end (incl. time to first token)", _stat("e2e_tps", "median")),
+        ),
+        "tok/s vs generation length: no sweep with 2+ generation lengths",
+    ),
+    LinePlot(
+        "ttft_vs_prompt_length.png",
+        "Time to first token vs prompt length",
+        "prompt_length",
+        "prompt length (cl100k tokens requested)",
+        "time to first token (s)",
+        (("p50", _stat("ttft", "p50")),),
+    ),
+)
 
 
 def _pareto(points: Sequence[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
@@ -202,13 +144,27 @@ def quality_points(report: Mapping[str, Any]) -> tuple[list[tuple[str, float, fl
 
 
 def _quality_plot(report: Mapping[str, Any], path: Path) -> bool:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     points, unit = quality_points(report)
     if not points:
         return False
-    fig, ax = _figure("Speed vs quality per model", f"end-to-end speed ({unit})", "pass rate (%)")
+    fig = Figure(figsize=(7.5, 4.8), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    # the frontier is named in the title, not a legend that could cover a model
+    fig.suptitle(
+        "Speed vs quality per model\ncircled: the Pareto frontier "
+        "(no other model is both faster and better)",
+        fontsize="large",
+    )
+    ax.set_xlabel(f"end-to-end speed ({unit}, median)")
+    ax.set_ylabel("pass rate (%)")
+    ax.grid(True, alpha=0.3)
     ax.scatter([p[1] for p in points], [p[2] for p in points], color="C0", zorder=3)
     for name, x, y in points:
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5), fontsize="small")
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 6), fontsize="small")
     frontier = _pareto(points)
     ax.step(
         [p[1] for p in frontier],
@@ -219,11 +175,9 @@ def _quality_plot(report: Mapping[str, Any], path: Path) -> bool:
         marker="o",
         markersize=11,
         markerfacecolor="none",
-        label="Pareto frontier (no model is both faster and better)",
     )
-    ax.set_ylim(-5, 105)
-    ax.set_xlim(left=0)
-    ax.legend(fontsize="small")
+    ax.set_ylim(-5, 110)  # room above 100% for the names
+    ax.set_xlim(0, 1.25 * max(p[1] for p in points))  # and right of the fastest
     _save(fig, path)
     return True
 
@@ -239,9 +193,15 @@ def write_plots(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
     except OSError as exc:
         raise ReportError(f"cannot create the plot directory {out_dir}: {exc.strerror}") from None
     result = PlotResult()
-    _concurrency_plots(report, out_dir, result)
-    _gen_length_plot(report, out_dir, result)
-    _prompt_length_plot(report, out_dir, result)
+    for plot in LINE_PLOTS:
+        fig = line_figure(report, plot)
+        if fig is None:
+            if plot.skip:
+                result.skipped.append(plot.skip)
+            continue
+        path = out_dir / plot.file
+        _save(fig, path)
+        result.files.append((plot.title, path))
     path = out_dir / "speed_vs_quality.png"
     if _quality_plot(report, path):
         result.files.append(("Speed vs quality", path))
@@ -250,78 +210,4 @@ def write_plots(report: Mapping[str, Any], out_dir: Path) -> PlotResult:
     return result
 
 
-def _concurrency_plots(report: Mapping[str, Any], out_dir: Path, result: PlotResult) -> None:
-    """Latency and throughput against requests in flight, one line per sweep."""
-    by_conc = _series(report, "concurrency", ("num_predict", "prompt_length"))
-    if not by_conc:
-        result.skipped.append(
-            "latency/throughput vs concurrency: no sweep with 2+ concurrency levels"
-        )
-        return
-    conc_axis = "concurrency (requests in flight)"
-    path = out_dir / "latency_vs_concurrency.png"
-    _line_plot(
-        by_conc,
-        [
-            ("E2E p50", lambda lv: summary_stat(lv, "e2e", "p50"), "-"),
-            ("E2E p99", lambda lv: summary_stat(lv, "e2e", "p99"), ":"),
-            ("TTFT p50", lambda lv: summary_stat(lv, "ttft", "p50"), "--"),
-        ],
-        "Latency vs concurrency",
-        conc_axis,
-        "latency per request (s)",
-        path,
-    )
-    result.files.append(("Latency vs concurrency", path))
-    path = out_dir / "throughput_vs_concurrency.png"
-    _line_plot(
-        by_conc,
-        [
-            ("aggregate", lambda lv: lv.get("throughput_tps"), "-"),
-            ("per request (decode)", lambda lv: summary_stat(lv, "decode_tps", "median"), "--"),
-        ],
-        "Throughput vs concurrency",
-        conc_axis,
-        "output tokens/s",
-        path,
-    )
-    result.files.append(("Throughput vs concurrency", path))
-
-
-def _gen_length_plot(report: Mapping[str, Any], out_dir: Path, result: PlotResult) -> None:
-    by_gen = _series(report, "num_predict", ("concurrency", "prompt_length"))
-    if not by_gen:
-        result.skipped.append("tok/s vs generation length: no sweep with 2+ generation lengths")
-        return
-    path = out_dir / "tps_vs_gen_length.png"
-    _line_plot(
-        by_gen,
-        [
-            ("decode", lambda lv: summary_stat(lv, "decode_tps", "median"), "-"),
-            ("end-to-end", lambda lv: summary_stat(lv, "e2e_tps", "median"), "--"),
-        ],
-        "Tokens/s vs generation length",
-        "generation length (tokens requested, num_predict)",
-        "output tokens/s per request (median)",
-        path,
-    )
-    result.files.append(("Tokens/s vs generation length", path))
-
-
-def _prompt_length_plot(report: Mapping[str, Any], out_dir: Path, result: PlotResult) -> None:
-    by_prompt = _series(report, "prompt_length", ("concurrency", "num_predict"))
-    if not by_prompt:
-        return
-    path = out_dir / "ttft_vs_prompt_length.png"
-    _line_plot(
-        by_prompt,
-        [("TTFT p50", lambda lv: summary_stat(lv, "ttft", "p50"), "-")],
-        "Time to first token vs prompt length",
-        "prompt length (cl100k tokens requested)",
-        "TTFT (s)",
-        path,
-    )
-    result.files.append(("TTFT vs prompt length", path))
-
-
-__all__ = ["PlotResult", "quality_points", "require_matplotlib", "write_plots"]
+__all__ = ["LINE_PLOTS", "PlotResult", "quality_points", "require_matplotlib", "write_plots"]

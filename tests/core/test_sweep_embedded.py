@@ -119,8 +119,14 @@ def test_generation_and_prompt_length_levels(engine: LlamaCppBackend) -> None:
         assert lv.num_predict is not None
         assert all(0 < (s.output_tokens or 0) <= lv.num_predict for s in lv.samples)
         assert lv.measurement.request["options"]["num_predict"] == lv.num_predict
-    short = result.level(num_predict=16, prompt_length=48)
-    long = result.level(num_predict=16, prompt_length=160)
+    short = result.level(gen_length=16, prompt_length=48)
+    long = result.level(gen_length=16, prompt_length=160)
+    # A cell is named with sweep()'s own words; num_predict= is the same value.
+    assert result.level(num_predict=16, prompt_length=48) is short and short.gen_length == 16
+    with pytest.raises(UsageError, match=r"matches 2 levels.*n: gen_length"):
+        result.level(gen_length=16)
+    with pytest.raises(UsageError, match="both name the generation length"):
+        result.level(gen_length=16, num_predict=4)
     # the padded prompt reaches the engine: its own token count grows by about the padding
     assert long.prompt_tokens.median - short.prompt_tokens.median > 80
     prompt = long.measurement.request["prompt"]

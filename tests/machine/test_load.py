@@ -74,3 +74,13 @@ def test_a_quiet_process_hardly_waits() -> None:
     trace = sampler.stop()
     assert trace is not None and trace.wait_share is not None
     assert trace.wait_share < 0.1
+
+
+def test_a_long_wait_for_the_cpu_is_said_with_the_option_that_helps() -> None:
+    from pytest_tokrate.machine.load import HINT_WAIT_SHARE, wait_hint
+
+    assert wait_hint(None, 2, 2) is None and wait_hint(HINT_WAIT_SHARE, 2, 2) is None
+    hint = wait_hint(0.89, 2, 2) or ""
+    assert hint.startswith("the engine waited for a CPU 89% of the time")
+    assert "(2 thread(s) on 2 usable core(s)" in hint and "num_thread=1" in hint
+    assert "num_thread=7" in (wait_hint(0.5, None, 8) or "")  # the default: every core

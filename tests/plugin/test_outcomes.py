@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,3 +158,37 @@ def test_request_timeout_is_an_error(pytester: pytest.Pytester) -> None:
     assert "tokrate infrastructure error: the request ran past its timeout of 0.001 s" in out
     assert "raise --tokrate-timeout" in out
     assert "Traceback" not in out
+
+
+YAML_CASE = "cases:\n  - name: hello\n    prompt: Say hi.\n"
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", {"errors": 2}), (None, {"skipped": 2})])
+def test_python_tests_and_yaml_cases_without_a_model_end_alike(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str | None, outcome: Any
+) -> None:
+    """An error under CI and a skip elsewhere, for both kinds; the skip points at the test
+    itself (the Python test, the case's line in the YAML file), not at plugin code."""
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    pytester.makepyfile(test_one="def test_one(tokrate):\n    tokrate.run('Hi')\n")
+    pytester.makefile(".yaml", tokrate_one=YAML_CASE)
+    result = pytester.runpytest("-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(**outcome)
+    out = text(result)
+    assert "Traceback" not in out and "pytest_tokrate" not in out
+    if ci is None:
+        assert "SKIPPED [1] test_one.py:1: no model chosen" in out
+        assert "SKIPPED [1] tokrate_one.yaml:2: no model chosen" in out
+
+
+def test_the_no_model_advice_fits_the_backend(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makepyfile(test_one="def test_one(tokrate):\n    tokrate.run('Hi')\n")
+    result = pytester.runpytest("-rs", "--tokrate-backend=openai", "-p", "no:cacheprovider")
+    result.assert_outcomes(skipped=1)
+    assert "the model id the server lists at GET /v1/models" in text(result)

@@ -210,7 +210,7 @@ def test_definition_errors_name_the_test_the_check_and_the_problem(spec: Any, me
     with pytest.raises(CheckDefinitionError) as info:
         parse_checks([{"type": "is-json"}, spec], "tests/test_x.py::test_a")
     text = str(info.value)
-    assert text.startswith("tests/test_x.py::test_a: check #2")
+    assert text.startswith("tests/test_x.py::test_a[1]")
     assert message in text
 
 
@@ -229,3 +229,12 @@ def test_every_type_accepts_not_prefix() -> None:
         spec = {"type": f"not-{kind}", "value": value} if need == "required" else f"not-{kind}"
         check = parse_check(spec, "t")
         assert check.negate and check.type == f"not-{kind}"
+
+
+def test_every_bad_check_of_a_list_is_reported_at_once() -> None:
+    with pytest.raises(CheckDefinitionError) as info:
+        parse_checks([{"type": "nope"}, "is-json", {"type": "contains"}], "t: tokrate.run() checks")
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("t: tokrate.run() checks[0]: ") and "'nope'" in lines[0]
+    assert any(line.startswith("t: tokrate.run() checks[2]") for line in lines)
+    assert not any("checks[1]" in line for line in lines)

@@ -400,7 +400,10 @@ def test_only_tests_that_ran_are_written_and_unused_are_pruned_on_full_runs(
     # test_b renamed to test_c: its baseline is unused
     pytester.makepyfile(test_two=TWO.replace("def test_b", "def test_c"))
     partial = update(pytester, "-k", "test_a")
-    assert "1 baseline(s) no test used, kept because 1 test(s) were deselected" in text(partial)
+    assert (
+        "1 other baseline(s) left as they are, their tests not run here (1 test(s) were "
+        "deselected" in text(partial)
+    )
     assert b.exists()
     full = update(pytester)
     full.assert_outcomes(passed=2)

@@ -79,6 +79,13 @@ def test_cases_collect_as_items_per_model(pytester: pytest.Pytester) -> None:
     ]
     other_yaml = pytester.makefile(".yaml", settings="cases: []")  # not tokrate_*: ignored
     assert other_yaml.exists()
+    # An unregistered mark is warned about at the case's line in the YAML file (as pytest
+    # does for a Python test's decorator), not inside pytest; a registered one is quiet.
+    assert "tokrate_sums.yaml:18: PytestUnknownMarkWarning: unknown mark 'slow'" in text(result)
+    assert "_pytest" not in text(result)
+    pytester.makeini("[pytest]\nmarkers =\n    slow: long cases\n")
+    quiet = pytester.runpytest("--collect-only", "-q", "--tokrate-model=smollm2")
+    assert "PytestUnknownMarkWarning" not in text(quiet)
 
 
 def test_cases_run_on_the_real_model(pytester: pytest.Pytester) -> None:
@@ -148,7 +155,7 @@ BAD = [
      "      - {type: python, value: 'file://gone.py:f'}\n",
      ":5: cases[0] (a).checks[0] (python): python file"),
     ("cases:\n  - name: a\n    prompt: 'hi {{who}}'\n",
-     ":3: unknown variable(s) {{who}}: define them under `vars:`"),
+     ":3: cases[0] (a).prompt: unknown variable(s) {{who}}: define them under `vars:`"),
     ("cases:\n  - name: a\n    prompt: hi\n  - name: a\n    prompt: ho\n",
      ":4: case name 'a' is already used on line 2"),
     ("cases:\n  - name: a\n    prompt: hi\n    messages: [{role: user, content: hi}]\n",
@@ -212,3 +219,27 @@ def test_schema_is_in_step_with_check_types_and_figures() -> None:
     figures = schema["$defs"]["settings"]["properties"]["thresholds"]["propertyNames"]["enum"]
     assert figures == [*FIGURES, "itl"]
     json.dumps(schema)  # plain JSON, shipped as package data
+
+
+def test_problems_of_every_kind_come_in_one_pass(tmp_path: Path) -> None:
+    """A schema problem in one case does not hide what building the others finds
+    (unknown variables, a bad regex, a check without its value)."""
+    path = tmp_path / "tokrate_mixed.yaml"
+    path.write_text(
+        "vars:\n  article: text\ncases:\n"
+        "  - name: one\n    prompt: '{{artcle}} question'\n"
+        "    checks:\n      - {type: regex, value: '([a-z'}\n"
+        "  - name: two\n    prompt: hi\n    unknownkey: 3\n"
+        "  - name: three\n    prompt: hi\n    checks:\n      - {type: contains}\n"
+    )
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    lines = [line.removeprefix(f"{path}:") for line in str(info.value).splitlines()]
+    assert lines[0] == (
+        "5: cases[0] (one).prompt: unknown variable(s) {{artcle}} (did you mean 'article'?): "
+        "define them under `vars:` (known: article)"
+    )
+    assert lines[1].startswith("7: cases[0] (one).checks[0] (regex): bad regular expression")
+    assert lines[2].startswith("10: cases[1] (two): unknown key 'unknownkey'")
+    assert lines[3].startswith("14: cases[2] (three).checks[0] (contains): needs a 'value'")
+    assert len(lines) == 4

@@ -276,7 +276,9 @@ def test_no_tokrate_tests_no_job_summary(
     result.assert_outcomes(passed=1)
     assert not step.exists()
     report = json.loads((pytester.path / "r.json").read_text())
-    assert report["tests"] == [] and report["measurements"] == []  # asked for: written
+    assert [(t["test_id"].split("::")[-1], t["tokrate"]) for t in report["tests"]] == [
+        ("test_plain", False)
+    ] and report["measurements"] == []  # asked for: written
 
 
 def test_xdist_workers_send_their_results_to_one_report(
