@@ -170,5 +170,5 @@ def test_usage_errors_stop_the_sweep_instead_of_being_recorded(engine: LlamaCppB
     result = run_sweep(
         Runner(engine), Request(prompt=PROMPT), settings(num_predict=2), Levels((1,))
     )
-    with pytest.raises(UsageError, match="matches 0 levels; the levels are: c=1 n=2"):
+    with pytest.raises(UsageError, match="matches 0 levels; the levels are c=1 n=2"):
         result.level(concurrency=8)

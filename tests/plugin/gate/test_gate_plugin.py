@@ -265,8 +265,10 @@ def test_busy_machine_withholds_the_speed_verdict(pytester: pytest.Pytester) -> 
         for p in burners:
             p.kill()
             p.wait()
-    result.assert_outcomes(passed=1, warnings=1)
     out = text(result)
+    # The engine kept off the cores may also get the advice to use fewer threads.
+    waited = "the engine waited for a CPU" in out
+    result.assert_outcomes(passed=1, warnings=2 if waited else 1)
     assert "speed of test_speed.py::test_speed[smollm2] not judged" in out
     assert "of the time while it ran" in out and "regression?" in out
 
