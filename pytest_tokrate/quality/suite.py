@@ -218,6 +218,7 @@ def _build_case(raw: dict[str, Any], at: list[Any], scope: _FileScope) -> Case |
     _fill_conversation(case, raw, variables, at, scope)
     _check_min_pass_rate(case, at, scope)
     _check_thresholds(case, raw, at, scope)
+    _check_marks(case, raw, at, scope)
     return case
 
 
@@ -249,6 +250,27 @@ def _fill_conversation(
         }
         for j, m in enumerate(raw["messages"])
     ]
+
+
+def _check_marks(case: Case, raw: dict[str, Any], at: list[Any], scope: _FileScope) -> None:
+    """A mark whose condition is a string would be evaluated by pytest as Python code:
+    nothing from a suite file is run (only the ``python`` checks a user names)."""
+    for mark in case.marks:
+        if not isinstance(mark, dict):
+            continue
+        for name, kwargs in mark.items():
+            condition = (kwargs or {}).get("condition")
+            if isinstance(condition, str):
+                where = [*at, "marks"] if "marks" in raw else ["defaults", "marks"]
+                scope.problems.append(
+                    (
+                        scope.locate.line(where),
+                        f"{path_text(where, scope.locate.data)}: {name} condition "
+                        f"{condition!r} is a string, which pytest would run as Python code; "
+                        "a suite never runs code from its file: give true or false, or use "
+                        "`skip` with a reason (or select cases with -k / -m)",
+                    )
+                )
 
 
 def _check_min_pass_rate(case: Case, at: list[Any], scope: _FileScope) -> None:

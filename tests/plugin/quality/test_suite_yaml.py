@@ -156,6 +156,10 @@ BAD = [
      ":5: cases[0] (a).checks[0] (python): python file"),
     ("cases:\n  - name: a\n    prompt: 'hi {{who}}'\n",
      ":3: cases[0] (a).prompt: unknown variable(s) {{who}}: define them under `vars:`"),
+    ("cases:\n  - name: a\n    prompt: hi\n    marks:\n"
+     "      - skipif: {condition: \"open('x', 'w')\", reason: r}\n",
+     ":5: cases[0] (a).marks: skipif condition \"open('x', 'w')\" is a string, which pytest "
+     "would run as Python code"),
     ("cases:\n  - name: a\n    prompt: hi\n  - name: a\n    prompt: ho\n",
      ":4: case name 'a' is already used on line 2"),
     ("cases:\n  - name: a\n    prompt: hi\n    messages: [{role: user, content: hi}]\n",
