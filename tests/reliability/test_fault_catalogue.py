@@ -182,7 +182,7 @@ EMBEDDED_CASES: list[Case] = [
     # event (a token, or the end) comes out, so the wait is bounded by the prefill.
     Case("prefill_longer_than_the_timeout", "error",
          ("ran past its timeout of 0.01 s", "raise --tokrate-timeout", "round was discarded"),
-         body="tokrate.run('word ' * 300 + PROMPT, timeout=0.01)", timeout=0.01),
+         body="tokrate.run('word ' * 120 + PROMPT, timeout=0.01)", timeout=0.01),
 ]  # fmt: skip
 
 CONTROL = """
