@@ -145,9 +145,7 @@ def tokrate(request: pytest.FixtureRequest, tokrate_model: ModelSpec | None) -> 
 
     session = _session(request.config)
     if tokrate_model is None:
-        errors = session.config.missing_model_errors
-        session.skipped_no_model += 0 if errors else 1
-        raise no_model(request.config, session.config.backend, errors)
+        raise no_model(session)
     node = request.node
     layer = None
     marker = node.get_closest_marker("tokrate")

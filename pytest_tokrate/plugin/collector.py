@@ -83,10 +83,7 @@ class SuiteItem(pytest.Item):
         from pytest_tokrate.plugin.keys import SESSION_KEY, no_model
 
         if self.spec is None:
-            session = self.config.stash[SESSION_KEY]
-            errors = session.config.missing_model_errors
-            session.skipped_no_model += 0 if errors else 1
-            raise no_model(self.config, session.config.backend, errors)
+            raise no_model(self.config.stash[SESSION_KEY])
 
     def runtest(self) -> None:
         from pytest_tokrate.backends.base import Request

@@ -37,10 +37,13 @@ def no_model_message(backend: str) -> str:
     )
 
 
-def no_model(config: pytest.Config, backend: str, errors: bool) -> BaseException:
-    """The outcome of a tokrate test without a model: an error under CI, else a skip whose
-    location is the test's own (as pytest gives a skip from a fixture), not this code."""
-    message = no_model_message(backend)
+def no_model(session: TokrateSession) -> BaseException:
+    """The outcome of a tokrate test without a model, counted on the session: an error
+    under CI, else a skip whose location is the test's own (as pytest gives a skip from a
+    fixture), not this code."""
+    errors = session.config.missing_model_errors
+    session.skipped_no_model += 0 if errors else 1
+    message = no_model_message(session.config.backend)
     if errors:
         return pytest.fail.Exception(
             message + " (this is an error because CI is set).", pytrace=False
