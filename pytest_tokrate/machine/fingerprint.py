@@ -1,8 +1,9 @@
 """What a measurement was taken on: hardware, engine, model, test definition, plugin.
 
-Two measurements are comparable only when their fingerprints agree on every compared
-field (see :data:`COMPARED`). A hostname is never recorded: baselines are committed to
-the repository and should identify a *kind* of machine, not a machine.
+Which fields make two measurements not comparable, and which are configuration the gate
+judges, is decided in :mod:`pytest_tokrate.gate.changes`. A hostname is never recorded:
+baselines are committed to the repository and should identify a *kind* of machine, not a
+machine.
 
 Pure apart from reading ``/proc/cpuinfo`` (or ``sysctl`` on macOS) and, when the
 ``pynvml`` module is installed, asking the NVIDIA driver about GPUs. Both are done once
@@ -28,25 +29,6 @@ from pytest_tokrate._version import __version__
 #: baselines recorded by an older method are "not comparable" instead of "regressed".
 #: Plugin releases that do not change the method keep baselines comparable.
 METHOD_VERSION = 1
-
-#: Fields whose change makes a baseline not comparable, as dotted paths.
-COMPARED: tuple[str, ...] = (
-    "hardware.system",
-    "hardware.machine",
-    "hardware.cpu_model",
-    "hardware.cpu_count",
-    "hardware.cpus_usable",
-    "hardware.gpus",
-    "hardware.gpu_driver",
-    "engine.backend",
-    "engine.engine_version",
-    "engine.server_version",
-    "model.name",
-    "model.digest",
-    "model.quantization",
-    "model.parameter_count",
-    "plugin.method",
-)
 
 
 def canonical_json(value: Any) -> str:
@@ -238,52 +220,13 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def _get(data: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
-
-
-def environment_changes(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> list[Change]:
-    """Compared fields of two environment fingerprints that differ."""
-    return [
-        Change(path, _get(baseline, path), _get(current, path))
-        for path in COMPARED
-        if _get(baseline, path) != _get(current, path)
-    ]
-
-
-def definition_changes(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> list[Change]:
-    """Parts of two test definitions that differ (empty when the hashes agree)."""
-    if baseline.get("hash") == current.get("hash"):
-        return []
-    out = []
-    base_opts = dict(baseline.get("options") or {})
-    cur_opts = dict(current.get("options") or {})
-    for key in sorted(set(base_opts) | set(cur_opts)):
-        if base_opts.get(key) != cur_opts.get(key):
-            out.append(Change(f"definition.options.{key}", base_opts.get(key), cur_opts.get(key)))
-    for key in ("prompt", "cache", "checks"):
-        if baseline.get(key) != current.get(key):
-            out.append(Change(f"definition.{key}", baseline.get(key), current.get(key)))
-    if not out:
-        out.append(Change("definition.hash", baseline.get("hash"), current.get("hash")))
-    return out
-
-
 __all__ = [
-    "COMPARED",
     "METHOD_VERSION",
     "Change",
     "canonical_json",
     "cpu_model",
     "definition",
-    "definition_changes",
     "environment",
-    "environment_changes",
     "gpu_fingerprint",
     "hardware",
     "short_hash",
