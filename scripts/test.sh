@@ -11,6 +11,6 @@ export TOKRATE_LLAMA_TOOLS
 .venv/bin/python -m ruff format --check pytest_tokrate tests benchmarks
 .venv/bin/python -m mypy
 NO_MKDOCS_2_WARNING=1 .venv/bin/python -m mkdocs build --strict  # the manual (docs/): a broken link fails
-.venv/bin/python -m pytest tests "$@"
+.venv/bin/python -m pytest tests --durations=15 "$@"  # the slowest 15, to keep CI in its time
 # Dogfooding: the example suite against the baselines committed in baselines/.
 exec bash scripts/gate_examples.sh
