@@ -99,7 +99,8 @@ def load_callable(value: Any, where: str, base_dir: Path | None) -> Callable[...
     return _expression(text, where)
 
 
-def _from_file(ref: str, where: str, base_dir: Path | None) -> Callable[..., Any]:
+def _split_file_ref(ref: str, base_dir: Path | None) -> tuple[Path, str]:
+    """``checks.py:fn`` -> (the file's path, ``fn``); a bare path names ``get_assert``."""
     path_text, attr = ref, "get_assert"  # promptfoo's default function name
     head, sep, tail = ref.rpartition(":")
     if sep and tail.isidentifier():
@@ -107,6 +108,19 @@ def _from_file(ref: str, where: str, base_dir: Path | None) -> Callable[..., Any
     path = Path(path_text)
     if not path.is_absolute():
         path = (base_dir or Path.cwd()) / path
+    return path, attr
+
+
+def file_reference(value: Any, base_dir: Path | None) -> Path | None:
+    """The Python file a ``file://...`` check value names (None for any other value), so
+    a suite can confine it to its directory tree before anything is imported."""
+    if not isinstance(value, str) or not value.strip().startswith("file://"):
+        return None
+    return _split_file_ref(value.strip()[len("file://") :], base_dir)[0]
+
+
+def _from_file(ref: str, where: str, base_dir: Path | None) -> Callable[..., Any]:
+    path, attr = _split_file_ref(ref, base_dir)
     if not path.is_file():
         raise CheckDefinitionError(
             f"{where}: python file {str(path)!r} does not exist: give a path relative to the "
@@ -175,4 +189,10 @@ def accepts_two_args(func: Callable[..., Any]) -> bool:
     return True
 
 
-__all__ = ["accepts_two_args", "interpret_return", "load_callable", "python_evaluator"]
+__all__ = [
+    "accepts_two_args",
+    "file_reference",
+    "interpret_return",
+    "load_callable",
+    "python_evaluator",
+]

@@ -8,25 +8,19 @@ Pure: no pytest (the collector in :mod:`pytest_tokrate.plugin.collector` calls t
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pytest_tokrate.core.settings import validate_options
-from pytest_tokrate.errors import TokrateError, did_you_mean
+from pytest_tokrate.errors import TokrateError
 from pytest_tokrate.quality.checks import parse_check, parse_min_pass_rate
+from pytest_tokrate.quality.pycheck import file_reference
 from pytest_tokrate.quality.suite_schema import Locator, path_text, schema_problems
+from pytest_tokrate.quality.suite_vars import OPT_IN, SuiteTexts, fill, load_vars
+from pytest_tokrate.quality.suite_yaml import SuiteError, load_yaml, read_suite_text
 from pytest_tokrate.quality.types import Check
-
-_VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-
-
-class SuiteError(Exception):
-    """A suite file that cannot be collected; the message lists every problem."""
 
 
 @dataclass
@@ -55,20 +49,8 @@ def load_suite(path: Path, shown_as: str | None = None) -> list[Case]:
     """Parse, validate and expand one suite file; raises :class:`SuiteError` whose lines
     start with ``shown_as`` (default: the path) and the line number."""
     where = shown_as or str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SuiteError(f"{where}: cannot read the suite file ({exc}).") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = f"{mark.line + 1}:{mark.column + 1}" if mark is not None else "?"
-        context = f" ({exc.context})" if exc.context else ""
-        raise SuiteError(f"{where}:{line}: YAML syntax error: {exc.problem}{context}.") from None
-    except yaml.YAMLError as exc:
-        raise SuiteError(f"{where}: YAML error: {exc}.") from None
+    # Bounded: a regular file of a few MB, nesting and YAML aliases limited (suite_yaml).
+    root, data = load_yaml(read_suite_text(path, where), where)
     if data is None:
         raise SuiteError(
             f"{where}: the file is empty: add a `cases:` list (see the README, "
@@ -113,7 +95,7 @@ def _problems_beyond_schema(
         and not any(starts[i] <= line < starts[i + 1] for line in bad)
     ]
     if any(line < starts[0] for line in bad):  # vars or defaults are broken: skip them
-        data = {"cases": cases}
+        data = {"cases": cases, OPT_IN: data.get(OPT_IN)}
     problems: list[tuple[int, str]] = []
     try:
         _, problems = _build_cases(data, path, locate, set(whole))
@@ -135,6 +117,7 @@ class _FileScope:
     locate: Locator
     problems: list[tuple[int, str]]
     defaults: dict[str, Any]
+    texts: SuiteTexts
     variables: dict[str, str]
     checks: list[Check]
 
@@ -145,14 +128,16 @@ def _build_cases(
     """The cases of a valid file; ``only``: the indexes of the cases to build when the
     others are broken (default: all)."""
     problems: list[tuple[int, str]] = []
+    texts = SuiteTexts(path.parent, allow_outside=data.get(OPT_IN) is True)
     scope = _FileScope(
         data,
         path,
         locate,
         problems,
         defaults=data.get("defaults") or {},
-        variables=_load_vars(data.get("vars") or {}, ["vars"], path.parent, locate, problems),
-        checks=_checks(data, ["defaults", "checks"], path, locate, problems),
+        texts=texts,
+        variables=load_vars(data.get("vars") or {}, ["vars"], texts, locate, problems),
+        checks=_checks(data, ["defaults", "checks"], texts, locate, problems),
     )
     cases: list[Case] = []
     first_lines: dict[str, int] = {}
@@ -188,9 +173,7 @@ def _build_case(raw: dict[str, Any], at: list[Any], scope: _FileScope) -> Case |
     if ("prompt" in raw) == ("messages" in raw):
         problems.append((line, f"case {name!r}: give exactly one of `prompt` or `messages`"))
         return None
-    own_vars = _load_vars(
-        raw.get("vars") or {}, [*at, "vars"], scope.path.parent, scope.locate, problems
-    )
+    own_vars = load_vars(raw.get("vars") or {}, [*at, "vars"], scope.texts, scope.locate, problems)
     variables = {**scope.variables, **own_vars}
     options = _case_options(raw, at, scope)
     if options is None:
@@ -199,7 +182,7 @@ def _build_case(raw: dict[str, Any], at: list[Any], scope: _FileScope) -> Case |
     case = Case(
         name=name,
         line=line,
-        system=_fill(merged.get("system"), variables, [*at, "system"], scope.locate, problems),
+        system=_fill(merged.get("system"), variables, [*at, "system"], scope),
         rounds=merged.get("rounds"),
         warmup=merged.get("warmup"),
         timeout=merged.get("timeout"),
@@ -209,7 +192,7 @@ def _build_case(raw: dict[str, Any], at: list[Any], scope: _FileScope) -> Case |
         raw=bool(merged.get("raw", False)),
         checks=[
             *scope.checks,
-            *_checks(scope.data, [*at, "checks"], scope.path, scope.locate, problems),
+            *_checks(scope.data, [*at, "checks"], scope.texts, scope.locate, problems),
         ],
         min_pass_rate=merged.get("min_pass_rate"),
         thresholds={**(defaults.get("thresholds") or {}), **(raw.get("thresholds") or {})},
@@ -239,14 +222,13 @@ def _fill_conversation(
     case: Case, raw: dict[str, Any], variables: Mapping[str, str], at: list[Any], scope: _FileScope
 ) -> None:
     """Set the case's prompt, or its messages, with the variables filled in."""
-    locate, problems = scope.locate, scope.problems
     if "prompt" in raw:
-        case.prompt = _fill(raw["prompt"], variables, [*at, "prompt"], locate, problems)
+        case.prompt = _fill(raw["prompt"], variables, [*at, "prompt"], scope)
         return
     case.messages = [
         {
             "role": m["role"],
-            "content": _fill(m["content"], variables, [*at, "messages", j], locate, problems) or "",
+            "content": _fill(m["content"], variables, [*at, "messages", j], scope) or "",
         }
         for j, m in enumerate(raw["messages"])
     ]
@@ -301,60 +283,14 @@ def _check_thresholds(case: Case, raw: dict[str, Any], at: list[Any], scope: _Fi
                 )
 
 
-def _load_vars(
-    raw: Mapping[str, Any],
-    at: list[Any],
-    base_dir: Path,
-    locate: Locator,
-    problems: list[tuple[int, str]],
-) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in raw.items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        if text.startswith("file://"):
-            file = base_dir / text[len("file://") :]
-            try:
-                text = file.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                problems.append(
-                    (
-                        locate.line([*at, key]),
-                        f"variable {key!r}: cannot read {str(file)!r} ({exc.__class__.__name__}): "
-                        "give a path relative to the suite file",
-                    )
-                )
-                continue
-        out[key] = text
-    return out
-
-
 def _fill(
-    text: str | None,
-    variables: Mapping[str, str],
-    at: list[Any],
-    locate: Locator,
-    problems: list[tuple[int, str]],
+    text: str | None, variables: Mapping[str, str], at: list[Any], scope: _FileScope
 ) -> str | None:
-    if text is None:
-        return None
-    missing = sorted({m.group(1) for m in _VAR.finditer(text)} - set(variables))
-    if missing:
-        known = ", ".join(sorted(variables)) or "none defined"
-        hints = "".join(did_you_mean(m, variables) for m in missing)
-        problems.append(
-            (
-                locate.line(at),
-                f"{path_text(at, locate.data)}: unknown variable(s) "
-                f"{', '.join('{{' + m + '}}' for m in missing)}{hints}: define them under "
-                f"`vars:` (known: {known})",
-            )
-        )
-        return text
-    return _VAR.sub(lambda m: variables[m.group(1)], text)
+    return fill(text, variables, at, scope.texts, scope.locate, scope.problems)
 
 
 def _checks(
-    data: Any, at: list[Any], path: Path, locate: Locator, problems: list[tuple[int, str]]
+    data: Any, at: list[Any], texts: SuiteTexts, locate: Locator, problems: list[tuple[int, str]]
 ) -> list[Check]:
     items: Any = data
     for step in at:
@@ -365,10 +301,20 @@ def _checks(
     for j, item in enumerate(items):
         here = [*at, j]
         try:
-            out.append(parse_check(item, path_text(here, data), path.parent))
-        except TokrateError as exc:
+            _confine_python_file(item, path_text(here, data), texts)
+            out.append(parse_check(item, path_text(here, data), texts.base_dir))
+        except (TokrateError, ValueError) as exc:
             problems.append((locate.line(here), str(exc)))
     return out
+
+
+def _confine_python_file(item: Any, where: str, texts: SuiteTexts) -> None:
+    """A ``python`` check's ``file://`` module is read (and run) only from the suite's
+    directory tree, as variables' files are, unless the suite opts in."""
+    value = item.get("value") if isinstance(item, dict) else None
+    file = file_reference(value, texts.base_dir)
+    if file is not None:
+        texts.inside(f"{where}: {value.strip()}", file)
 
 
 __all__ = ["Case", "SuiteError", "load_suite"]

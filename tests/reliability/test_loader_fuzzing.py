@@ -46,9 +46,11 @@ EXAMPLES = {
 TOTAL_EXAMPLES = sum(EXAMPLES.values()) * SCALE
 
 
-def fuzz(name: str) -> Any:
+def fuzz(name: str, examples: dict[str, int] = EXAMPLES) -> Any:
+    """Hypothesis settings of the fuzz test ``name`` (its count in ``examples``): also used
+    by the generative suite tests, each module with its own table of counts."""
     return settings(
-        max_examples=EXAMPLES[name] * SCALE,
+        max_examples=examples[name] * SCALE,
         derandomize=True,
         deadline=None,
         database=None,
@@ -246,16 +248,23 @@ SUITE_DATA = yaml.safe_load(SUITE)
 def load_suite_text(tmp_path: Path, raw: bytes) -> None:
     path = tmp_path / "tokrate_fuzz.yaml"
     path.write_bytes(raw)
+    check_suite_file(path)
+
+
+def check_suite_file(path: Path) -> str | None:
+    """Load ``path``: the cases are sound, or the error is a SuiteError naming the file
+    (returned, for tests that expect a given message; None when the file loaded)."""
     try:
         cases = load_suite(path)
     except SuiteError as exc:
         assert str(path) in str(exc)  # every problem names the file
-        return
+        return str(exc)
     for case in cases:  # what collection then relies on
         assert isinstance(case.name, str) and case.line >= 1
         assert (case.prompt is None) != (case.messages is None)
         for bound in case.thresholds.values():
             assert all(not isinstance(v, float) or not math.isnan(v) for v in bound.values())
+    return None
 
 
 def test_the_seed_suite_is_valid(tmp_path: Path) -> None:
