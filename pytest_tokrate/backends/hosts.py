@@ -23,6 +23,10 @@ is dropped (``box:11434/ollama/api/chat`` means ``http://box:11434/ollama``); fo
 OpenAI-compatible server a trailing ``/chat/completions``, ``/completions`` or
 ``/models`` is dropped before ``/v1`` is added (``http://x:8080/v1/chat/completions``
 means ``http://x:8080/v1``). Any other path is kept: it is a prefix behind a proxy.
+An endpoint of the *other* protocol is refused with the address to pass instead: an
+OpenAI-compatible path (``/v1``, ``/v1/chat/completions``) given to the Ollama backend,
+an Ollama endpoint (``/api/chat``) given to the OpenAI backend; the backend would ask
+for ``.../v1/api/chat`` or ``.../api/chat/v1/chat/completions``, which nothing serves.
 """
 
 from __future__ import annotations
@@ -152,39 +156,58 @@ def _check_ipv6(text: str, bad: _Bad) -> None:
 
 
 def resolve_ollama_host(
-    explicit: str | None, environ: Mapping[str, str] | None = None
+    explicit: str | None, environ: Mapping[str, str] | None = None, source: str = "--tokrate-host"
 ) -> tuple[Host, str]:
     """The Ollama address and where it came from: the option, else ``OLLAMA_HOST``."""
     env = os.environ if environ is None else environ
     if explicit is not None and _strip(explicit):
-        return _ollama_root(parse_host(explicit, "--tokrate-host")), "--tokrate-host"
+        return _ollama_root(explicit, source), "--tokrate-host"
     value = env.get("OLLAMA_HOST")
     if value is not None and _strip(value):
-        return _ollama_root(parse_host(value, "OLLAMA_HOST")), "OLLAMA_HOST"
+        return _ollama_root(value, "OLLAMA_HOST"), "OLLAMA_HOST"
     return parse_host(None), "default"
 
 
-def _ollama_root(host: Host) -> Host:
+def _ollama_root(value: str, source: str) -> Host:
     """The server root (any proxy prefix kept) of a host pasted with an ``/api/...`` endpoint:
-    the client appends ``/api/chat`` itself, so ``.../api/chat`` would be asked twice."""
+    the client appends ``/api/chat`` itself, so ``.../api/chat`` would be asked twice. An
+    OpenAI-compatible path (``/v1``, ``/v1/chat/completions``) is refused: the Ollama
+    backend would ask ``.../v1/api/chat``, which no server answers."""
+    host = parse_host(value, source)
+    root = _OPENAI_ENDPOINT.sub("", host.path)
+    if root != host.path or _VERSION_PATH.search(root):
+        base = replace(host, path=_VERSION_PATH.sub("", root))
+        raise UsageError(
+            f"{source}: {_masked(_strip(value))!r} is an address of the OpenAI-compatible "
+            f"API ({host.path}), but the ollama backend speaks Ollama's own API and adds "
+            f"/api/chat itself: pass --tokrate-host={base.url}, or --tokrate-backend=openai "
+            "to measure through the OpenAI-compatible API."
+        )
     return replace(host, path=_OLLAMA_ENDPOINT.sub("", host.path))
 
 
 def resolve_openai_base(
-    explicit: str | None, environ: Mapping[str, str] | None = None
+    explicit: str | None, environ: Mapping[str, str] | None = None, source: str = "--tokrate-host"
 ) -> tuple[Host, str]:
     """Base URL of an OpenAI-compatible server: the option, else ``OPENAI_BASE_URL``, else
     llama-server's default ``http://127.0.0.1:8080``. A trailing endpoint (``/chat/completions``,
     ``/completions``, ``/models``) is dropped, then ``/v1`` is appended unless the path
     already ends in a version segment (``/v1``, ``/api/v1``, ...); other paths are kept."""
     env = os.environ if environ is None else environ
-    source = "--tokrate-host"
     value = explicit
     if value is None or not _strip(value):
         value, source = env.get("OPENAI_BASE_URL"), "OPENAI_BASE_URL"
         if value is None or not _strip(value):
             value, source = None, "default"
     host = parse_host(value, source, default_port=OPENAI_DEFAULT_PORT)
+    if _OLLAMA_ENDPOINT.search(host.path):
+        base = replace(host, path=_OLLAMA_ENDPOINT.sub("", host.path))
+        raise UsageError(
+            f"{source}: {_masked(_strip(value or ''))!r} is an address of Ollama's own API "
+            f"({host.path}), but the openai backend adds /v1/chat/completions itself: pass "
+            f"--tokrate-host={base.url} (Ollama serves the OpenAI-compatible API under /v1), "
+            "or --tokrate-backend=ollama."
+        )
     path = _OPENAI_ENDPOINT.sub("", host.path)
     if not _VERSION_PATH.search(path):
         path += "/v1"
@@ -215,7 +238,8 @@ def host_for_worker(hosts: Sequence[str], worker_id: str | None) -> str | None:
     without workers takes the first."""
     if not hosts:
         return None
-    index = int(worker_id[2:]) if worker_id and worker_id[2:].isdigit() else 0
+    digits = (worker_id or "")[2:]
+    index = int(digits) if digits.isascii() and digits.isdigit() else 0
     return hosts[index % len(hosts)]
 
 
@@ -230,11 +254,12 @@ def check_host_settings(
     used = set(backends)
     if host is not None and _strip(host):
         parse_host(host, source)
-        return
+    given = host if host is not None and _strip(host) else None
+    # Each backend's own reading: an endpoint of the other protocol is refused now.
     if "ollama" in used:
-        resolve_ollama_host(None, environ)
+        resolve_ollama_host(given, environ, source)
     if "openai" in used:
-        resolve_openai_base(None, environ)
+        resolve_openai_base(given, environ, source)
 
 
 __all__ = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
+from pytest_tokrate.core.numbers import NumberError, parse_int, shown
 from pytest_tokrate.core.settings import did_you_mean, parse_pair_lines, split_pair
 from pytest_tokrate.errors import UsageError
 
@@ -51,12 +52,12 @@ def _choice(table: dict[str, str], expected: str) -> Callable[[str, str], str]:
     return parse
 
 
-def _count(minimum: int) -> Callable[[str, str], int]:
+def _count(minimum: int, maximum: int) -> Callable[[str, str], int]:
     def parse(key: str, text: str) -> int:
-        text = text.strip()
-        if not text.isdigit() or int(text) < minimum:
-            raise ValueError(f"an integer >= {minimum}")
-        return int(text)
+        try:  # ASCII digits only: "²" passes str.isdigit() but not int()
+            return parse_int(key, text, minimum, maximum)
+        except NumberError as exc:
+            raise ValueError(exc.expected) from None
 
     return parse
 
@@ -70,12 +71,12 @@ def _text(key: str, text: str) -> str:
 KNOWN: dict[str, Callable[[str, str], object]] = {
     "kv_cache_type": _choice(_KV_TYPES, "f16, q8_0 or q4_0"),
     "flash_attention": _choice(_FLASH, "auto, on or off (1/0, true/false)"),
-    "num_parallel": _count(1),
-    "context_length": _count(1),
-    "max_queue": _count(1),
-    "max_loaded_models": _count(0),
+    "num_parallel": _count(1, 4096),
+    "context_length": _count(1, 2**24),
+    "max_queue": _count(1, 10**6),
+    "max_loaded_models": _count(0, 1024),
     "keep_alive": _text,
-    "num_gpu_layers": _count(0),
+    "num_gpu_layers": _count(0, 100_000),
     "gpu": _text,
 }
 
@@ -97,7 +98,7 @@ def parse_server_setting(text: str, source: str = "--tokrate-server-setting") ->
         return key, parse(key, value)
     except ValueError as exc:
         raise UsageError(
-            f"{source}: invalid value {value!r} for server setting {key!r}: expected {exc}."
+            f"{source}: invalid value {shown(value)} for server setting {key!r}: expected {exc}."
         ) from None
 
 

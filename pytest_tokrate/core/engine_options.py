@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from pytest_tokrate.errors import UsageError
+from pytest_tokrate.core.numbers import fail
 
 FLASH_ATTN_MODES = ("auto", "on", "off")
 KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
@@ -21,9 +21,7 @@ def parse_flash_attn(setting: str, value: object) -> str:
     text = value if isinstance(value, bool) else str(value).strip().lower()
     out = _FLASH_WORDS.get(text, text)
     if out not in FLASH_ATTN_MODES:
-        raise UsageError(
-            f"{setting}: invalid value {value!r}: expected auto, on or off (true/false accepted)."
-        )
+        raise fail(setting, value, "auto, on or off (true/false accepted)")
     return str(out)
 
 
@@ -31,9 +29,7 @@ def parse_kv_type(setting: str, value: object) -> str:
     """A KV cache type name, lower case."""
     text = str(value).strip().lower()
     if isinstance(value, bool) or text not in KV_CACHE_TYPES:
-        raise UsageError(
-            f"{setting}: invalid value {value!r}: expected one of {', '.join(KV_CACHE_TYPES)}."
-        )
+        raise fail(setting, value, f"one of {', '.join(KV_CACHE_TYPES)}")
     return text
 
 

@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
+from pytest_tokrate.core.gen_options import MAX_TOKENS
+from pytest_tokrate.core.numbers import parse_int, shown
 from pytest_tokrate.core.settings import Setting, resolve_layers
 from pytest_tokrate.errors import UsageError
 
@@ -20,6 +22,9 @@ from pytest_tokrate.errors import UsageError
 SWEEP_MARKER_KEYS = frozenset({"concurrency", "gen_lengths", "prompt_lengths", "requests"})
 #: A bound on threads (requests in flight) per level; far above what one machine serves.
 MAX_CONCURRENCY = 1024
+#: A bound on requests per level (a sweep level of a million requests is a typo).
+MAX_REQUESTS = 100_000
+_WHOLE = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 _EXAMPLES = {
     "concurrency": "1,8,32,128",
@@ -41,52 +46,44 @@ def parse_levels(setting: str, value: object, kind: str = "concurrency") -> tupl
         items = list(value)
     else:
         raise UsageError(
-            f"{setting}: invalid value {value!r}: expected one level or a list of levels, "
+            f"{setting}: invalid value {shown(value)}: expected one level or a list of levels, "
             f"e.g. {example}."
         )
     if not items or items == [""]:
-        raise UsageError(f"{setting}: no level given in {value!r}: give e.g. {example}.")
+        raise UsageError(f"{setting}: no level given in {shown(value)}: give e.g. {example}.")
     out: list[int] = []
     for item in items:
-        if isinstance(item, bool):
-            level = None
-        elif isinstance(item, int):
-            level = item
-        elif isinstance(item, str) and re.fullmatch(r"[+-]?\d+", item):
-            level = int(item)
-        else:
-            level = None
-        if level is None:
-            raise UsageError(
-                f"{setting}: invalid level {item!r} in {value!r}: levels are whole numbers, "
-                f"e.g. {example}."
-            )
-        if level < 1:
-            what = "requests in flight" if kind == "concurrency" else "tokens"
-            raise UsageError(
-                f"{setting}: invalid level {level} in {value!r}: a level counts {what} and "
-                f"must be at least 1, e.g. {example}."
-            )
-        if kind == "concurrency" and level > MAX_CONCURRENCY:
-            raise UsageError(
-                f"{setting}: concurrency {level} in {value!r} is above the limit of "
-                f"{MAX_CONCURRENCY} requests in flight."
-            )
+        level = _level(setting, item, value, kind, example)
         if level in out:
-            raise UsageError(f"{setting}: level {level} is listed twice in {value!r}.")
+            raise UsageError(f"{setting}: level {level} is listed twice in {shown(value)}.")
         out.append(level)
     return tuple(out)
 
 
-def parse_requests(setting: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise UsageError(f"{setting}: invalid value {value!r}: expected a whole number >= 1.")
-    text = str(value).strip()
-    if not re.fullmatch(r"[+-]?\d+", text) or int(text) < 1:
+def _level(setting: str, item: object, value: object, kind: str, example: str) -> int:
+    """One level of a list: a whole number (ASCII digits), at least 1, within its bound."""
+    where = f"{setting}: invalid level {shown(item)} in {shown(value)}"
+    whole = isinstance(item, int) or (isinstance(item, str) and _WHOLE.fullmatch(item.strip()))
+    if isinstance(item, bool) or not whole:
+        raise UsageError(f"{where}: levels are whole numbers, e.g. {example}.")
+    level = parse_int(setting, item)  # at most 18 digits
+    where = f"{setting}: invalid level {level} in {shown(value)}"
+    if level < 1:
+        what = "requests in flight" if kind == "concurrency" else "tokens"
+        raise UsageError(f"{where}: a level counts {what} and must be at least 1, e.g. {example}.")
+    if kind == "concurrency" and level > MAX_CONCURRENCY:
         raise UsageError(
-            f"{setting}: invalid value {value!r}: requests per level must be a whole number >= 1."
+            f"{setting}: concurrency {level} in {shown(value)} is above the limit of "
+            f"{MAX_CONCURRENCY} requests in flight."
         )
-    return int(text)
+    if level > MAX_TOKENS:
+        raise UsageError(f"{where}: a length is at most {MAX_TOKENS} tokens.")
+    return level
+
+
+def parse_requests(setting: str, value: object) -> int:
+    """Requests per level: a whole number from 1 to :data:`MAX_REQUESTS`."""
+    return parse_int(setting, value, 1, MAX_REQUESTS, "a whole number >= 1 (requests per level)")
 
 
 class LevelLayer(NamedTuple):
@@ -167,6 +164,7 @@ def resolve_levels(layers: Iterable[LevelLayer]) -> Levels:
 
 __all__ = [
     "MAX_CONCURRENCY",
+    "MAX_REQUESTS",
     "SWEEP_MARKER_KEYS",
     "LevelLayer",
     "Levels",

@@ -7,12 +7,13 @@ shows the bad value and says what is accepted.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pytest_tokrate.core.engine_options import parse_flash_attn, parse_kv_type
+from pytest_tokrate.core import numbers
+from pytest_tokrate.core.gen_options import KNOWN_OPTIONS, did_you_mean, validate_options
+from pytest_tokrate.core.numbers import fail, shown
 from pytest_tokrate.core.precedence import HasSource, Setting, Sourced, resolve_layers
 from pytest_tokrate.errors import UsageError
 
@@ -42,69 +43,33 @@ DEFAULT_TIMEOUT_S = 120.0
 #: so its precision pays off many times (README, "Does the gate tell the truth?").
 DEFAULT_BASELINE_ROUNDS = "4x"
 
-# Generation options understood by Ollama (api.Options / api.Runner), with their types.
-# Each backend maps what it supports; the rest are passed through where possible.
-_INT, _FLOAT, _BOOL, _STOP, _ANY = "integer", "number", "boolean", "list of strings", "any"
-_FLASH, _KV = "flash attention", "KV cache type"  # llama.cpp's, see core/engine_options.py
-KNOWN_OPTIONS: dict[str, str] = {
-    "num_predict": _INT,
-    "num_ctx": _INT,
-    "num_thread": _INT,
-    "num_batch": _INT,
-    "num_ubatch": _INT,
-    "flash_attn": _FLASH,
-    "type_k": _KV,
-    "type_v": _KV,
-    "num_gpu": _INT,
-    "main_gpu": _INT,
-    "num_keep": _INT,
-    "seed": _INT,
-    "temperature": _FLOAT,
-    "top_k": _INT,
-    "top_p": _FLOAT,
-    "min_p": _FLOAT,
-    "typical_p": _FLOAT,
-    "repeat_last_n": _INT,
-    "repeat_penalty": _FLOAT,
-    "presence_penalty": _FLOAT,
-    "frequency_penalty": _FLOAT,
-    "stop": _STOP,
-    "use_mmap": _BOOL,
-    "keep_alive": _ANY,
-}
+#: Bounds no real use reaches: a loop over ``rounds=10**30`` or a timeout that overflows
+#: a clock is refused with the setting's name instead.
+MAX_ROUNDS = 100_000
+MAX_WARMUP = 1_000
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # one week
+#: --tokrate-busy-retries: the most retries of a busy server (back-off doubles each time).
+MAX_BUSY_RETRIES = 100
+#: ``--tokrate-baseline-rounds=Nx``: the largest multiple.
+MAX_BASELINE_MULTIPLE = 100
 
 
 def _fail(setting: str, value: object, expected: str) -> UsageError:
-    return UsageError(f"{setting}: invalid value {value!r}: expected {expected}.")
+    return fail(setting, value, expected)
 
 
-def parse_int(setting: str, value: object, minimum: int | None = None) -> int:
-    """An integer, optionally bounded below; accepts int or decimal strings."""
-    if isinstance(value, bool):
-        raise _fail(setting, value, "an integer")
-    if isinstance(value, int):
-        out = value
-    elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-        out = int(value)
-    else:
-        raise _fail(setting, value, "an integer")
-    if minimum is not None and out < minimum:
-        raise _fail(setting, value, f"an integer >= {minimum}")
-    return out
+def parse_int(
+    setting: str, value: object, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """An integer, optionally bounded (:func:`pytest_tokrate.core.numbers.parse_int`)."""
+    return numbers.parse_int(setting, value, minimum, maximum)
 
 
-def parse_float(setting: str, value: object, minimum: float | None = None) -> float:
-    if isinstance(value, bool):
-        raise _fail(setting, value, "a number")
-    try:
-        out = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise _fail(setting, value, "a number") from None
-    if out != out or out in (float("inf"), float("-inf")):
-        raise _fail(setting, value, "a finite number")
-    if minimum is not None and out < minimum:
-        raise _fail(setting, value, f"a number >= {minimum}")
-    return out
+def parse_float(
+    setting: str, value: object, minimum: float | None = None, maximum: float | None = None
+) -> float:
+    """A finite number, optionally bounded (:func:`pytest_tokrate.core.numbers.parse_float`)."""
+    return numbers.parse_float(setting, value, minimum, maximum)
 
 
 def parse_choice(setting: str, value: object, choices: Iterable[str]) -> str:
@@ -118,13 +83,13 @@ def parse_choice(setting: str, value: object, choices: Iterable[str]) -> str:
 def parse_baseline_rounds(setting: str, value: object) -> tuple[str, int]:
     """``4x`` (a multiple of a test's rounds) -> ``("x", 4)``; ``40`` (rounds, at least
     the test's own) -> ``("n", 40)``."""
-    text = str(value).strip().lower()
-    match = re.fullmatch(r"(\d+)\s*(x?)", text) if not isinstance(value, bool) else None
-    if match is None or int(match.group(1)) < 1:
-        raise _fail(
-            setting, value, "a multiple of each test's rounds such as 4x, or a number of rounds"
-        )
-    return ("x" if match.group(2) else "n", int(match.group(1)))
+    expected = "a multiple of each test's rounds such as 4x, or a number of rounds"
+    text = value.strip().lower() if isinstance(value, str) else value
+    if isinstance(text, str) and text.endswith("x"):
+        return ("x", numbers.parse_int(setting, text[:-1], 1, MAX_BASELINE_MULTIPLE, expected))
+    if isinstance(text, str) and text.isascii() and not text.isdigit():
+        raise _fail(setting, value, expected)  # "lots", "-3": name both forms
+    return ("n", numbers.parse_int(setting, text, 1, MAX_ROUNDS, expected))
 
 
 def baseline_rounds(rounds: int, spec: tuple[str, int]) -> int:
@@ -133,72 +98,11 @@ def baseline_rounds(rounds: int, spec: tuple[str, int]) -> int:
     return rounds * number if kind == "x" else max(rounds, number)
 
 
-def _coerce_option_value(key: str, value: object) -> object:
-    kind = KNOWN_OPTIONS[key]
-    setting = f"option {key!r}"
-    if kind == _INT:
-        if key == "num_predict":
-            out = parse_int(setting, value)
-            if out == 0 or out < -2:
-                raise _fail(setting, value, "a generation length >= 1 (or -1 for unbounded)")
-            return out
-        minimum = {"num_ctx": 1, "num_thread": 0, "num_batch": 1, "num_ubatch": 1}.get(key)
-        return parse_int(setting, value, minimum)
-    if kind in (_FLASH, _KV):
-        return (parse_flash_attn if kind == _FLASH else parse_kv_type)(setting, value)
-    if kind == _FLOAT:
-        return parse_float(setting, value, 0.0)
-    if kind == _BOOL:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise _fail(setting, value, "true or false")
-    if kind == _STOP:
-        if isinstance(value, str):
-            return [value]
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            return list(value)
-        raise _fail(setting, value, "a string or a list of strings")
-    return value
-
-
-def validate_options(options: Mapping[str, Any], source: str = "options") -> dict[str, Any]:
-    """Check keys and value types of generation options; returns coerced copies."""
-    if not isinstance(options, Mapping):
-        raise UsageError(
-            f"{source}: invalid value {options!r}: expected a mapping such as "
-            "{'num_predict': 64, 'temperature': 0}."
-        )
-    out: dict[str, Any] = {}
-    for key, value in options.items():
-        if key not in KNOWN_OPTIONS:
-            hint = did_you_mean(str(key), KNOWN_OPTIONS)
-            raise UsageError(
-                f"{source}: unknown generation option {key!r}.{hint} Known options: "
-                + ", ".join(sorted(KNOWN_OPTIONS))
-                + "."
-            )
-        out[key] = _coerce_option_value(key, value)
-    return out
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`` Did you mean 'x'?`` for the closest of ``choices``, or ``""``."""
-    import difflib  # only on error paths: keeps plugin start-up cheap
-
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
 def split_pair(text: str, source: str, example: str) -> tuple[str, str]:
     """``KEY=VALUE`` -> ``(key, value)``: the key stripped, the value as given (each
     caller reads it its own way). ``example`` is a valid pair shown when ``=`` is missing."""
     if "=" not in text:
-        raise UsageError(f"{source}: invalid value {text!r}: expected KEY=VALUE, e.g. {example}.")
+        raise fail(source, text, f"KEY=VALUE, e.g. {example}")
     key, _, value = text.partition("=")
     return key.strip(), value
 
@@ -242,16 +146,16 @@ def parse_model_list(value: str, source: str = "--tokrate-model") -> tuple[str, 
     items = tuple(part.strip() for part in str(value).split(","))
     if not any(items):
         raise UsageError(
-            f"{source}: empty model name {value!r}: pass a model such as "
+            f"{source}: empty model name {shown(value)}: pass a model such as "
             "--tokrate-model=smollm2 (embedded) or --tokrate-model=gemma2:2b (Ollama)."
         )
     if any(not item for item in items):
         raise UsageError(
-            f"{source}: empty model name in the list {value!r}: separate models with single "
+            f"{source}: empty model name in the list {shown(value)}: separate models with single "
             "commas, e.g. --tokrate-model=smollm2,smollm2-q2_k."
         )
     if len(set(items)) != len(items):
-        raise UsageError(f"{source}: a model is listed twice in {value!r}: list each once.")
+        raise UsageError(f"{source}: a model is listed twice in {shown(value)}: list each once.")
     return items
 
 
@@ -313,8 +217,9 @@ class Layer:
     extra: Mapping[str, Any] | None = None
 
 
-def _parse_timeout(setting: str, value: object) -> float:
-    out = parse_float(setting, value)
+def parse_timeout(setting: str, value: object) -> float:
+    """A per-request timeout: seconds > 0, at most a week."""
+    out = parse_float(setting, value, maximum=MAX_TIMEOUT_S)
     if out <= 0:
         raise _fail(setting, value, "a number of seconds > 0")
     return out
@@ -324,18 +229,24 @@ def parse_rounds(setting: str, value: object) -> int | str:
     """A number of rounds >= 1, or ``auto`` (measure until the verdict is settled)."""
     if isinstance(value, str) and value.strip().lower() == AUTO:
         return AUTO
-    try:
-        return parse_int(setting, value, minimum=1)
-    except UsageError:
-        raise _fail(setting, value, "a whole number of rounds >= 1, or auto") from None
+    expected = "a whole number of rounds >= 1, or auto"
+    return numbers.parse_int(setting, value, 1, MAX_ROUNDS, expected)
+
+
+def parse_busy_retries(setting: str, value: object) -> int:
+    return parse_int(setting, value, 0, MAX_BUSY_RETRIES)
+
+
+def _bounded(minimum: int, maximum: int) -> Callable[[str, object], int]:
+    return lambda setting, value: parse_int(setting, value, minimum, maximum)
 
 
 _RUN_SETTINGS: tuple[Setting[Any], ...] = (
     Setting("rounds", DEFAULT_ROUNDS, parse_rounds),
-    Setting("max_rounds", DEFAULT_MAX_ROUNDS, lambda setting, v: parse_int(setting, v, minimum=2)),
-    Setting("min_rounds", DEFAULT_MIN_ROUNDS, lambda setting, v: parse_int(setting, v, minimum=2)),
-    Setting("warmup", DEFAULT_WARMUP, lambda setting, v: parse_int(setting, v, minimum=0)),
-    Setting("timeout", DEFAULT_TIMEOUT_S, _parse_timeout),
+    Setting("max_rounds", DEFAULT_MAX_ROUNDS, _bounded(2, MAX_ROUNDS)),
+    Setting("min_rounds", DEFAULT_MIN_ROUNDS, _bounded(2, MAX_ROUNDS)),
+    Setting("warmup", DEFAULT_WARMUP, _bounded(0, MAX_WARMUP)),
+    Setting("timeout", DEFAULT_TIMEOUT_S, parse_timeout),
     Setting("cache", "bust", lambda setting, v: parse_choice(setting, v, CACHE_MODES)),
     # Generation options merge key by key, so ``--tokrate-option num_thread=2`` keeps a
     # marker's ``num_predict``.
@@ -377,6 +288,11 @@ __all__ = [
     "DEFAULT_BASELINE_ROUNDS",
     "DEFAULT_OPTIONS",
     "KNOWN_OPTIONS",
+    "MAX_BASELINE_MULTIPLE",
+    "MAX_BUSY_RETRIES",
+    "MAX_ROUNDS",
+    "MAX_TIMEOUT_S",
+    "MAX_WARMUP",
     "HasSource",
     "Layer",
     "RunSettings",
@@ -385,6 +301,7 @@ __all__ = [
     "baseline_rounds",
     "did_you_mean",
     "parse_baseline_rounds",
+    "parse_busy_retries",
     "parse_choice",
     "parse_float",
     "parse_int",
@@ -392,6 +309,8 @@ __all__ = [
     "parse_option_lines",
     "parse_option_pair",
     "parse_pair_lines",
+    "parse_rounds",
+    "parse_timeout",
     "resolve",
     "resolve_layers",
     "split_pair",

@@ -8,11 +8,11 @@ script, so a value means the same wherever it is written.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from pytest_tokrate.core.numbers import NumberError, fail, parse_float, parse_int, shown
 from pytest_tokrate.errors import UsageError
 from pytest_tokrate.gate.metrics import METRICS
 
@@ -24,20 +24,24 @@ UNSETTLED_MODES = ("warn", "fail")
 
 
 def _bad(source: str, value: object, expected: str) -> UsageError:
-    return UsageError(f"{source}: invalid value {value!r}: expected {expected}.")
+    return fail(source, value, expected)
 
 
 def parse_fraction(source: str, value: object) -> float:
     """``10%``, ``0.1`` or ``0`` -> 0.1; a bare number of 1 or more must carry ``%``."""
+    expected = "a percentage such as 10% or a fraction such as 0.1"
     if isinstance(value, bool):
-        raise _bad(source, value, "a percentage such as 10% or a fraction such as 0.1")
-    text = str(value).strip()
-    percent = text.endswith("%")
+        raise _bad(source, value, expected)
+    raw, percent = value, False
+    if isinstance(value, str):
+        percent = value.strip().endswith("%")
+        raw = value.strip().removesuffix("%")
+    # inf, nan, 1e400 and digits of other scripts are refused here, naming the value.
     try:
-        number = float(text[:-1] if percent else text)
-    except ValueError:
-        raise _bad(source, value, "a percentage such as 10% or a fraction such as 0.1") from None
-    if math.isnan(number) or number < 0:
+        number = parse_float(source, raw, expected=expected)
+    except NumberError as exc:  # show the value as given, "%" included
+        raise _bad(source, value, exc.expected) from None
+    if number < 0:
         raise _bad(source, value, "a percentage >= 0")
     if percent:
         number /= 100.0
@@ -71,7 +75,7 @@ def parse_tolerance(value: object, source: str) -> dict[str, float]:
     for key, raw_value in items:
         if key != "*" and key not in METRICS:
             raise UsageError(
-                f"{source}: unknown metric {key!r} in tolerance {value!r}: use one of "
+                f"{source}: unknown metric {key!r} in tolerance {shown(value)}: use one of "
                 f"{', '.join(METRICS)}."
             )
         out[key] = parse_fraction(f"{source} ({key})" if key != "*" else source, raw_value)
@@ -94,12 +98,14 @@ def parse_metrics(value: object, source: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+#: A bound on --tokrate-min-decode-tokens (a context holds no more).
+MAX_MIN_TOKENS = 2**24
+
+
 def parse_min_tokens(value: object, source: str) -> int:
     """A number of tokens >= 1 (``--tokrate-min-decode-tokens``)."""
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
-        raise _bad(source, value, "a whole number of tokens >= 1, such as 32")
-    return int(text)
+    expected = "a whole number of tokens >= 1, such as 32"
+    return parse_int(source, value, 1, MAX_MIN_TOKENS, expected, "a whole number of tokens")
 
 
 def parse_mode(value: object, source: str, choices: Sequence[str]) -> str:
@@ -140,13 +146,14 @@ def _policy(part: str, value: object, source: str) -> TradeoffPolicy:
     if metric not in METRICS or metric == "pass_rate":
         speed = ", ".join(m for m in METRICS if m != "pass_rate")
         raise UsageError(
-            f"{source}: unknown speed metric {metric!r} in {value!r}: use one of {speed}."
+            f"{source}: unknown speed metric {metric!r} in {shown(value)}: use one of {speed}."
         )
     higher = METRICS[metric][3]
     if (match["sign"] == "+") != higher:
         good = "+ (higher is better)" if higher else "- (lower is better)"
         raise UsageError(
-            f"{source}: {metric} {match['sign']}{match['gain']}% in {value!r} asks for a worse "
+            f"{source}: {metric} {match['sign']}{match['gain']}% in {shown(value)} asks for a "
+            "worse "
             f"{metric}: write the gain with {good}, e.g. "
             f"'5 points for {metric} {'+' if higher else '-'}30%'."
         )

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from pytest_tokrate.core.numbers import parse_float, shown
 from pytest_tokrate.core.settings import Setting, resolve_layers
 from pytest_tokrate.errors import UsageError
 
@@ -32,28 +33,23 @@ def parse_env_name(value: object, source: str = "--tokrate-baseline-env") -> str
     text = str(value).strip()
     if not _ENV_NAME.fullmatch(text):
         raise UsageError(
-            f"{source}: invalid value {value!r}: expected a short name of letters, digits, "
+            f"{source}: invalid value {shown(value)}: expected a short name of letters, digits, "
             "'.', '_' and '-' (at most 64) that starts with a letter or digit and does not "
             "end with '.', e.g. ci-2cpu."
         )
     return text
 
 
+#: A bound on --tokrate-other-load: more cores than any machine has.
+MAX_OTHER_LOAD = 100_000.0
+
+
 def parse_other_load(value: object, source: str = "--tokrate-other-load") -> float:
     """A number of cores >= 0, or ``off`` (infinity: never withhold a verdict)."""
-    text = str(value).strip().lower()
-    if text == "off":
+    if isinstance(value, str) and value.strip().lower() == "off":
         return float("inf")
-    try:
-        cores = float(text)
-    except ValueError:
-        cores = -1.0
-    if not cores >= 0 or cores == float("inf"):
-        raise UsageError(
-            f"{source}: invalid value {value!r}: expected a number of CPU cores >= 0 "
-            "(e.g. 0.25), or off."
-        )
-    return cores
+    expected = "a number of CPU cores >= 0 (e.g. 0.25), or off"
+    return parse_float(source, value, 0.0, MAX_OTHER_LOAD, expected, "a number of CPU cores")
 
 
 #: The gate's options that set a layer of its settings, as the marker and ini spell them

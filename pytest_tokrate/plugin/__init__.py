@@ -142,33 +142,28 @@ def tokrate_model() -> ModelSpec | None:
 def tokrate(request: pytest.FixtureRequest, tokrate_model: ModelSpec | None) -> Tokrate:
     """Measure prompts on the model under test: ``r = tokrate.run("Hi", rounds=10)``."""
     from pytest_tokrate.plugin.fixture import Tokrate, marker_layer
+    from pytest_tokrate.plugin.markers import marker_kwargs
 
     session = _session(request.config)
     if tokrate_model is None:
         raise no_model(session)
     node = request.node
     layer = None
-    marker = node.get_closest_marker("tokrate")
-    if marker is not None:
-        if marker.args:
-            pytest.fail(
-                f"{node.nodeid}: @pytest.mark.tokrate takes keyword arguments only, got "
-                f"{marker.args!r}.",
-                pytrace=False,
-            )
-        try:
-            layer = marker_layer(marker.kwargs, node.nodeid)
-            # Check the marker's values now, so a bad one errors before the test body.
+    try:
+        # Stacked markers, positional arguments and bad values error before the test body.
+        kwargs = marker_kwargs(node, node.nodeid)
+        if kwargs is not None:
+            layer = marker_layer(kwargs, node.nodeid)
             from pytest_tokrate.core.settings import resolve
 
             resolve([layer])
-        except TokrateError as exc:
-            # ``from None``: pytest would otherwise print the message twice, chained.
-            raise pytest.fail.Exception(str(exc), pytrace=False) from None
+    except TokrateError as exc:
+        # ``from None``: pytest would otherwise print the message twice, chained.
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
     fixture = Tokrate(session, tokrate_model, node.nodeid, layer)
     from pytest_tokrate.plugin.reports import layers_for_item
 
-    fixture.level_layers = layers_for_item(node, dict(marker.kwargs) if marker else {})
+    fixture.level_layers = layers_for_item(node, kwargs or {})
     node.stash.setdefault(FIXTURES_KEY, []).append(fixture)
     return fixture
 
@@ -181,10 +176,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if not fixtures:
         return result
     from pytest_tokrate.core.findings import JudgeContext, failure_message, failures
+    from pytest_tokrate.plugin.markers import marker_kwargs
 
     session = _session(item.config)
-    marker = item.get_closest_marker("tokrate")
-    context = JudgeContext(test_id=item.nodeid, marker=dict(marker.kwargs) if marker else {})
+    # Checked at set-up (the fixture), so no error is left here.
+    context = JudgeContext(test_id=item.nodeid, marker=marker_kwargs(item, item.nodeid) or {})
     findings: list[Finding] = []
     for fixture in fixtures:
         for measurement in fixture.measurements:

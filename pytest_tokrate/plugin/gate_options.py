@@ -91,7 +91,7 @@ class GateOptions:
             rootpath=rootpath,
             root=rootpath / (raw_dir or "baselines"),
             env_override=env,
-            other_load=float(other_load),
+            other_load=other_load,
             update=flag(config, "tokrate_update_baselines"),
             force=flag(config, "tokrate_force_update"),
             ini_layer=ini_layer,

@@ -25,13 +25,16 @@ from pytest_tokrate.core.settings import (
     DEFAULT_ROUNDS,
     DEFAULT_TIMEOUT_S,
     DEFAULT_WARMUP,
+    MAX_ROUNDS,
+    MAX_WARMUP,
     MISSING_MODEL_MODES,
     parse_baseline_rounds,
+    parse_busy_retries,
     parse_choice,
-    parse_float,
     parse_int,
     parse_option_pair,
     parse_rounds,
+    parse_timeout,
 )
 from pytest_tokrate.errors import UsageError
 
@@ -97,14 +100,14 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
      lambda v: parse_rounds("--tokrate-rounds", v)),
     ("max-rounds", "tokrate_max_rounds",
      f"With --tokrate-rounds=auto: the most rounds measured. Default: {DEFAULT_MAX_ROUNDS}",
-     lambda v: parse_int("--tokrate-max-rounds", v, minimum=2)),
+     lambda v: parse_int("--tokrate-max-rounds", v, 2, MAX_ROUNDS)),
     ("min-rounds", "tokrate_min_rounds",
      "With --tokrate-rounds=auto: the fewest rounds measured before a verdict may settle. "
      f"Default: {DEFAULT_MIN_ROUNDS}",
-     lambda v: parse_int("--tokrate-min-rounds", v, minimum=2)),
+     lambda v: parse_int("--tokrate-min-rounds", v, 2, MAX_ROUNDS)),
     ("warmup", "tokrate_warmup",
      f"Warm-up rounds before measuring (never counted). Default: {DEFAULT_WARMUP}",
-     lambda v: parse_int("--tokrate-warmup", v, minimum=0)),
+     lambda v: parse_int("--tokrate-warmup", v, 0, MAX_WARMUP)),
     ("num-predict", "tokrate_num_predict",
      f"Generation length in tokens (num_predict). Default: {DEFAULT_NUM_PREDICT}",
      lambda v: parse_option_pair(f"num_predict={v}", "--tokrate-num-predict")[1]),
@@ -113,7 +116,7 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
      lambda v: parse_option_pair(f"num_ctx={v}", "--tokrate-num-ctx")[1]),
     ("timeout", "tokrate_timeout",
      f"Per-request timeout in seconds. Default: {DEFAULT_TIMEOUT_S:g}",
-     lambda v: parse_float("--tokrate-timeout", v, minimum=0.001)),
+     lambda v: parse_timeout("--tokrate-timeout", v)),
     ("cache", "tokrate_cache",
      "Prompt cache in measured rounds: bust (defeat it without changing the prompt: "
      "honest prefill figures), nonce (put a unique line before the system prompt; changes "
@@ -134,7 +137,7 @@ _OPTIONS: list[tuple[str, str, str, Callable[[str], object] | None]] = [
     ("busy-retries", "tokrate_busy_retries",
      "Retries, with doubling back-off from 0.5 s, when a server answers 503 busy (or 429) "
      "before the round errors. Default: 3",
-     lambda v: parse_int("--tokrate-busy-retries", v, minimum=0)),
+     lambda v: parse_busy_retries("--tokrate-busy-retries", v)),
     ("calibrate", "tokrate_calibrate",
      "Time a fixed reference decode around each measured round on the embedded engine and "
      "judge speed relative to it, so a slower machine is not taken for a slower model: on "

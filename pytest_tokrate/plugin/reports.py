@@ -145,12 +145,13 @@ class ReportPlugin:
         wanted = [arg for arg in LEVEL_ARGS if arg in metafunc.fixturenames]
         if not wanted:
             return
-        marker = metafunc.definition.get_closest_marker("tokrate")
-        kwargs = {k: v for k, v in (marker.kwargs if marker else {}).items()}
-        sweep_kwargs = {k: v for k, v in kwargs.items() if k in SWEEP_MARKER_KEYS}
-        where = f"{metafunc.definition.nodeid} @pytest.mark.tokrate"
+        from pytest_tokrate.plugin.markers import marker_kwargs
+
         ini, cli = self.session.sweep_layers
         try:
+            kwargs = marker_kwargs(metafunc.definition, metafunc.definition.nodeid) or {}
+            sweep_kwargs = {k: v for k, v in kwargs.items() if k in SWEEP_MARKER_KEYS}
+            where = f"{metafunc.definition.nodeid} @pytest.mark.tokrate"
             levels = resolve_levels([ini, LevelLayer.from_mapping(where, sweep_kwargs), cli])
         except UsageError as exc:  # from None: pytest would print the message twice
             raise pytest.fail.Exception(str(exc), pytrace=False) from None

@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
+from pytest_tokrate.core.numbers import fail
 from pytest_tokrate.core.settings import (
     CALIBRATE_MODES,
     DEFAULT_BASELINE_ROUNDS,
     Layer,
     parse_baseline_rounds,
+    parse_busy_retries,
     parse_choice,
-    parse_int,
     parse_option_lines,
     parse_option_pair,
     resolve,
 )
-from pytest_tokrate.errors import UsageError
 from pytest_tokrate.plugin.session import (
     SessionConfig,
     build_models,
@@ -66,10 +66,7 @@ def ini_flag(config: pytest.Config, name: str) -> bool:
     text = raw.lower()
     if text in TRUE_VALUES or text in FALSE_VALUES:
         return text in TRUE_VALUES
-    raise UsageError(
-        f"ini {name}: invalid value {raw!r}: expected true or false (also 1/0, yes/no, "
-        f"on/off); fix {name} in the ini file."
-    )
+    raise fail(f"ini {name}", raw, "true or false (also 1/0, yes/no, on/off)")
 
 
 def cli_or_ini(
@@ -246,7 +243,7 @@ def _server_backend_settings(
     retries = cli_or_ini(
         config,
         "tokrate_busy_retries",
-        lambda text, source: parse_int(source, text, minimum=0),
+        lambda text, source: parse_busy_retries(source, text),
         3,
     )
     calibrate = cli_or_ini(

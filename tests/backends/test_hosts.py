@@ -200,6 +200,12 @@ def test_server_settings_are_normalised(text: str, pair: tuple[str, object]) -> 
     [
         ("kv_cache_type=q5_1", "invalid value 'q5_1' for server setting 'kv_cache_type'"),
         ("num_parallel=0", "an integer >= 1"),
+        ("num_parallel=²", "'²' for server setting 'num_parallel': expected an integer, written"),
+        (
+            "OLLAMA_NUM_PARALLEL=1" + "0" * 5000,
+            "(5001 characters) for server setting 'num_parallel'",
+        ),
+        ("context_length=99999999999", "expected an integer from 1 to 16777216."),
         ("kv_cache=q8_0", "Did you mean 'kv_cache_type'?"),
         ("kv_cache_type", "expected KEY=VALUE"),
     ],
@@ -213,3 +219,45 @@ def test_bad_server_settings_name_the_value(text: str, message: str) -> None:
 def test_server_settings_lines_skip_comments_and_later_wins() -> None:
     lines = ["# seeds", "kv_cache_type=q4_0", "", "OLLAMA_KV_CACHE_TYPE=q8_0"]
     assert parse_server_settings(lines, "ini") == {"kv_cache_type": "q8_0"}
+
+
+@pytest.mark.parametrize(
+    ("value", "fix"),
+    [
+        ("http://h:11434/v1/chat/completions", "--tokrate-host=http://h:11434,"),
+        ("http://h:11434/v1", "--tokrate-host=http://h:11434,"),
+        ("http://h:11434/v1/completions", "--tokrate-host=http://h:11434,"),
+        ("http://gw/ollama/v1/models", "--tokrate-host=http://gw:80/ollama,"),
+    ],
+)
+def test_ollama_refuses_an_openai_compatible_path(value: str, fix: str) -> None:
+    with pytest.raises(UsageError) as info:
+        resolve_ollama_host(value, {})
+    message = str(info.value)
+    assert message.startswith(f"--tokrate-host: {value!r} is an address of the OpenAI-compatible")
+    assert fix in message and "--tokrate-backend=openai" in message
+
+
+@pytest.mark.parametrize("endpoint", ["/api/chat", "/api/generate", "/api/tags"])
+def test_openai_refuses_an_ollama_endpoint(endpoint: str) -> None:
+    value = f"http://h:11434{endpoint}"
+    with pytest.raises(UsageError) as info:
+        resolve_openai_base(value, {})
+    message = str(info.value)
+    assert message.startswith(f"--tokrate-host: {value!r} is an address of Ollama's own API")
+    assert "--tokrate-host=http://h:11434 " in message and "--tokrate-backend=ollama" in message
+
+
+def test_a_proxy_base_path_without_an_api_suffix_keeps_working() -> None:
+    assert resolve_ollama_host("http://proxy/llm", {})[0].url == "http://proxy:80/llm"
+    assert resolve_openai_base("http://proxy/llm", {})[0].url == "http://proxy:80/llm/v1"
+    assert resolve_openai_base("https://openrouter.ai/api/v1", {})[0].url.endswith("/api/v1")
+
+
+def test_check_host_settings_refuses_the_other_protocol_at_start_up() -> None:
+    value = "http://h:8080/v1/chat/completions"
+    check_host_settings(value, "ini tokrate_host", ["openai"], {})
+    with pytest.raises(UsageError, match=r"^ini tokrate_host: .* OpenAI-compatible"):
+        check_host_settings(value, "ini tokrate_host", ["ollama"], {})
+    with pytest.raises(UsageError, match=r"^OLLAMA_HOST: .* OpenAI-compatible"):
+        check_host_settings(None, "ini tokrate_host", ["ollama"], {"OLLAMA_HOST": value})

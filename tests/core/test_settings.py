@@ -74,9 +74,12 @@ def test_unknown_option_suggests_the_close_name() -> None:
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
-        ({"num_predict": 0}, "a generation length >= 1 (or -1 for unbounded)"),
+        ({"num_predict": 0}, "a generation length from 1 to 16777216 (or -1 for unbounded)"),
         ({"num_ctx": 0}, "an integer >= 1"),
-        ({"temperature": -1}, "a number >= 0.0"),
+        (
+            {"temperature": -1},
+            "options: option 'temperature': invalid value -1: expected a number >= 0.",
+        ),
         ({"stop": [1, 2]}, "a string or a list of strings"),
         ({"use_mmap": "maybe"}, "true or false"),
     ],
@@ -192,3 +195,58 @@ def test_auto_rounds_resolve_to_bounds_that_precedence_sets() -> None:
     assert "auto" not in fixed.to_dict()
     with pytest.raises(UsageError, match="the minimum, 9 rounds \\(m\\), is above the maximum"):
         resolve([Layer("m", rounds="AUTO", min_rounds=9, max_rounds=4)])
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"top_p": 5}, "option 'top_p': invalid value 5: expected a number from 0 to 1."),
+        ({"min_p": -0.1}, "option 'min_p': invalid value -0.1: expected a number >= 0."),
+        ({"typical_p": "1.5"}, "expected a number from 0 to 1."),
+        ({"seed": 2**32}, "option 'seed': invalid value 4294967296: expected an integer from -1"),
+        ({"seed": -2}, "option 'seed': invalid value -2: expected an integer >= -1."),
+        ({"temperature": "1e300"}, "expected a number from 0 to 100."),
+        ({"temperature": float("inf")}, "expected a finite number."),
+        ({"num_ctx": "²"}, "written with the ASCII digits 0-9"),
+    ],
+)
+def test_option_values_are_bounded(options: dict[str, object], fragment: str) -> None:
+    with pytest.raises(UsageError) as exc:
+        validate_options(options, "ini tokrate_options")
+    assert str(exc.value).startswith("ini tokrate_options: option ")
+    assert fragment in str(exc.value)
+
+
+def test_seed_keeps_its_whole_uint32_range_and_minus_one() -> None:
+    # llama.cpp's seed is a uint32; -1 (LLAMA_DEFAULT_SEED, 0xFFFFFFFF) means random.
+    assert validate_options({"seed": 2**32 - 1}) == {"seed": 4294967295}
+    assert validate_options({"seed": "-1"}) == {"seed": -1}
+
+
+@pytest.mark.parametrize(
+    ("layer", "fragment"),
+    [
+        (Layer("m", rounds=10**30), "m rounds: invalid value (an integer of 31 digits): expected "),
+        (Layer("m", rounds="100001"), "expected an integer from 1 to 100000."),
+        (
+            Layer("m", warmup=1001),
+            "m warmup: invalid value 1001: expected an integer from 0 to 1000.",
+        ),
+        (
+            Layer("m", timeout="1e300"),
+            "m timeout: invalid value '1e300': expected a number <= 604800.",
+        ),
+        (
+            Layer("m", timeout=float("nan")),
+            "m timeout: invalid value nan: expected a finite number.",
+        ),
+        (
+            Layer("m", max_rounds="²"),
+            "m max_rounds: invalid value '²': expected an integer, written",
+        ),
+    ],
+)
+def test_run_settings_are_bounded(layer: Layer, fragment: str) -> None:
+    with pytest.raises(UsageError) as exc:
+        resolve([layer])
+    assert fragment in str(exc.value)

@@ -177,3 +177,27 @@ def test_run_arguments_sit_between_marker_and_command_line(pytester: pytest.Pyte
     assert data["warmup_rounds"] == 0
     assert all(s["output_tokens"] <= 2 for s in data["samples"])
     assert data["request"]["options"]["num_predict"] == 2  # what was actually sent
+
+
+def test_stacked_markers_are_an_error_naming_both(pytester: pytest.Pytester) -> None:
+    marker = "@pytest.mark.tokrate(rounds=3)\n@pytest.mark.tokrate(warmup=0, num_predict=8)"
+    pytester.makepyfile(DUMP_SETTINGS.format(marker=marker))
+    result = pytester.runpytest("--tokrate-model=smollm2")
+    result.assert_outcomes(errors=1)
+    text = result.stdout.str()
+    assert (
+        "2 tokrate markers on one function: @pytest.mark.tokrate(warmup=0, num_predict=8) and "
+        "@pytest.mark.tokrate(rounds=3); only one would apply: merge them into one "
+        "@pytest.mark.tokrate(...)." in text
+    ), text
+    assert "Traceback" not in text
+
+
+def test_module_and_function_markers_merge_the_closer_winning(pytester: pytest.Pytester) -> None:
+    marker = (
+        "pytestmark = pytest.mark.tokrate(rounds=3, warmup=2, options={'num_ctx': 512})\n"
+        "@pytest.mark.tokrate(warmup=0, options={'num_predict': 8})"
+    )
+    s = settings_of(pytester, marker=marker)["settings"]
+    assert (s["rounds"], s["warmup"]) == (3, 0)
+    assert (s["options"]["num_ctx"], s["options"]["num_predict"]) == (512, 8)
