@@ -24,7 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_tokrate.errors import CheckDefinitionError, UsageError, did_you_mean
+from pytest_tokrate.core.numbers import NumberError, fail, parse_float
+from pytest_tokrate.errors import CheckDefinitionError, did_you_mean
 from pytest_tokrate.quality.text import callable_name, short, short_repr
 from pytest_tokrate.quality.types import (
     CHECK_TYPES,
@@ -234,19 +235,17 @@ def _schema_validator(schema: Any, where: str) -> Any:
 
 def parse_min_pass_rate(source: str, value: object) -> float:
     """A share of rounds: a number from 0 to 1, or a percentage such as ``"80%"``."""
-    text = str(value).strip()
+    expected = "a pass rate from 0 to 1 (or a percentage such as 80%)"
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text.endswith("%"):
+        try:
+            return parse_float(source, text[:-1], 0, 100, expected=expected) / 100
+        except NumberError:  # the message shows the value as given, with its %
+            raise fail(source, value, expected) from None
     try:
-        if isinstance(value, bool):
-            raise ValueError
-        rate = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        rate = float("nan")
-    if not 0 <= rate <= 1:
-        raise UsageError(
-            f"{source}: invalid value {value!r}: expected a pass rate from 0 to 1 "
-            "(or a percentage such as 80%)."
-        )
-    return rate
+        return parse_float(source, value, 0, 1, expected=expected)
+    except NumberError:
+        raise fail(source, value, expected) from None
 
 
 def resolve_min_pass_rate(layers: Sequence[tuple[str, object]]) -> tuple[float, str]:
