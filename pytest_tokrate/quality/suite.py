@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_tokrate.core.settings import validate_options
+from pytest_tokrate.core.settings import Layer, resolve, validate_options
 from pytest_tokrate.errors import TokrateError
 from pytest_tokrate.quality.checks import parse_check, parse_min_pass_rate
 from pytest_tokrate.quality.pycheck import file_reference
@@ -199,6 +199,7 @@ def _build_case(raw: dict[str, Any], at: list[Any], scope: _FileScope) -> Case |
         marks=[*(defaults.get("marks") or []), *(raw.get("marks") or [])],
     )
     _fill_conversation(case, raw, variables, at, scope)
+    _check_settings(case, at, scope)
     _check_min_pass_rate(case, at, scope)
     _check_thresholds(case, raw, at, scope)
     _check_marks(case, raw, at, scope)
@@ -253,6 +254,15 @@ def _check_marks(case: Case, raw: dict[str, Any], at: list[Any], scope: _FileSco
                         "`skip` with a reason (or select cases with -k / -m)",
                     )
                 )
+
+
+def _check_settings(case: Case, at: list[Any], scope: _FileScope) -> None:
+    """Rounds, warm-up, timeout and cache read by the resolver every other layer uses, so
+    a case asking for 10**30 rounds is a collection error, not a run that never ends."""
+    try:
+        resolve([Layer(f"case {case.name!r}", case.rounds, case.warmup, timeout=case.timeout)])
+    except TokrateError as exc:
+        scope.problems.append((scope.locate.line(at), str(exc)))
 
 
 def _check_min_pass_rate(case: Case, at: list[Any], scope: _FileScope) -> None:
