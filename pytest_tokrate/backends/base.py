@@ -128,7 +128,10 @@ class Backend(Protocol):
     and once after the last. Optional: ``prepare_round(request) -> None``, untimed work
     before each measured round (evicting the prompt from a server's cache,
     ``backends/ollama_cache.py``). Optional: ``cache_allowance: int``, cached prompt tokens
-    the backend's method cannot avoid (``core/cache.py``).
+    the backend's method cannot avoid (``core/cache.py``). Optional:
+    ``check_request(request) -> None``, called once per call before any round: raises
+    :class:`~pytest_tokrate.errors.UsageError` when the engine cannot take the request
+    (a chat template or a grammar it cannot build), without generating.
     """
 
     name: str

@@ -14,7 +14,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
-import json
 import os
 import threading
 import time
@@ -25,6 +24,12 @@ from typing import Any
 from pytest_tokrate.backends.base import Event, ModelInfo, Request
 from pytest_tokrate.backends.gguf import FTYPE_NAMES, file_digest, import_llama_cpp, quantize
 from pytest_tokrate.backends.llamacpp_params import LoadParams, create_llama, load_params
+from pytest_tokrate.backends.llamacpp_request import (
+    build_grammar,
+    check_grammar,
+    fit_tokens,
+    templated,
+)
 from pytest_tokrate.backends.models import ModelSpec
 from pytest_tokrate.core.measure import EngineReport, TextChunk
 from pytest_tokrate.errors import InfrastructureError, UsageError
@@ -122,6 +127,21 @@ class LlamaCppBackend:
             self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
         return str(self._formatter(messages=request.chat_messages(apply_nonce=False)).prompt)
 
+    def _prompt_tokens(self, llm: Any, request: Request, n_ctx: int) -> list[int]:
+        """The request's prompt through the chat template, as tokens that fit the context."""
+        prompt = templated(lambda: self._chat_prompt(llm, request), self.path.name)
+        return fit_tokens(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True), n_ctx)
+
+    def check_request(self, request: Request) -> None:
+        """The request's tokens and grammar built as a round builds them, without generating:
+        what the engine cannot take is a UsageError before any round, not a crash in one.
+        Loads the model a first round would load (that round still reports the load)."""
+        params = load_params(request.options)
+        with self._lock:
+            llm = self._llama(params, _threads(request.options))
+            self._prompt_tokens(llm, request, params.n_ctx)
+            check_grammar(self._llama_cpp, llm._model.vocab, build_grammar(request.format))
+
     def model_info(self) -> ModelInfo:
         # The context last used (the test's settings) or, before any round, the defaults.
         load = self._last or LoadParams()
@@ -180,14 +200,8 @@ class LlamaCppBackend:
         llm = self._llama(params, threads)
         load_ns, self._pending_load_ns = self._pending_load_ns, None
         lc.llama_set_n_threads(llm._ctx.ctx, threads, threads)
-        prompt = self._chat_prompt(llm, request)
-        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        tokens = self._prompt_tokens(llm, request, n_ctx)
         num_predict = int(opts.get("num_predict", 64))
-        if len(tokens) >= n_ctx:
-            raise UsageError(
-                f"the prompt has {len(tokens)} tokens but num_ctx is {n_ctx}: raise num_ctx "
-                "(e.g. --tokrate-num-ctx) or shorten the prompt."
-            )
         limit = n_ctx - len(tokens)
         if num_predict > 0:
             limit = min(limit, num_predict)
@@ -199,7 +213,7 @@ class LlamaCppBackend:
         seed = opts.get("seed")
         if seed is not None:
             llm.set_seed(int(seed))
-        grammar = _grammar(request.format)
+        grammar = build_grammar(request.format)
         stops = [s for s in (opts.get("stop") or []) if s]
         lc.llama_perf_context_reset(llm._ctx.ctx)
         return _Round(
@@ -349,21 +363,6 @@ def _sampling(opts: Any) -> dict[str, Any]:
         "presence_penalty": float(opts.get("presence_penalty", 0.0)),
         "frequency_penalty": float(opts.get("frequency_penalty", 0.0)),
     }
-
-
-def _grammar(fmt: str | dict[str, Any] | None) -> Any:
-    if fmt is None or fmt == "":
-        return None
-    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
-
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-        if fmt == "json":
-            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-        if isinstance(fmt, dict):
-            return LlamaGrammar.from_json_schema(json.dumps(fmt), verbose=False)
-    raise UsageError(
-        f"format={fmt!r} is not supported: use 'json' or a JSON Schema object (a dict)."
-    )
 
 
 def _threads(opts: Any) -> int:

@@ -40,7 +40,10 @@ def shown(value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= INT_LIMIT:
         # str() of an int past 4,300 digits raises: count the digits by logarithm.
         return f"(an integer of {int(math.log10(abs(value))) + 1} digits)"
-    text = repr(value)
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # a container of a huge int, or nested too deep
+        return f"a {type(value).__name__} too large to show"
     if len(text) > SHOWN_CHARS + 2:
         return f"{text[:SHOWN_CHARS]}… ({len(text)} characters)"
     return text

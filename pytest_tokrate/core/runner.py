@@ -172,6 +172,16 @@ class Runner:
         check_round(self.backend, final, chunks, t_end - t0, request.options)
         return RawRound(t0_ns=t0, chunks=tuple(chunks), t_end_ns=t_end, engine=final)
 
+    def check(self, request: Request, settings: RunSettings) -> Request:
+        """The request with the call's options and timeout, refused before any round (the
+        warm-up included) when the backend cannot take it: its optional
+        ``check_request`` builds what only the engine knows (chat template, grammar)."""
+        request = replace(request, options=dict(settings.options), timeout_s=settings.timeout_s)
+        check_request = getattr(self.backend, "check_request", None)
+        if callable(check_request):
+            check_request(request)
+        return request
+
     def request_for_round(self, request: Request, settings: RunSettings, measured: bool) -> Request:
         if measured and settings.cache == "bust":
             return replace(request, bust_cache=True, cache_nonce=None)
@@ -189,7 +199,7 @@ class Runner:
     ) -> Measurement:
         """Measure ``settings.rounds`` rounds; with ``settings.auto``, stop once ``until``
         (asked from ``min_rounds`` on) says so; pytest-benchmark's ``repeat`` runs all."""
-        request = replace(request, options=dict(settings.options), timeout_s=settings.timeout_s)
+        request = self.check(request, settings)
         warmup_load_s = self._warm_up(request, settings)
         samples: list[Sample] = []
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_tokrate.backends.base import Message, Request
 from pytest_tokrate.backends.models import ModelSpec
 from pytest_tokrate.core.measure import Sample
+from pytest_tokrate.core.request_check import check_label, checked_request
 from pytest_tokrate.core.result import Measurement
 from pytest_tokrate.core.runner import Runner, describe_request
 from pytest_tokrate.core.settings import (
@@ -65,25 +66,6 @@ def marker_layer(kwargs: Mapping[str, Any], where: str) -> Layer:
     )
 
 
-def _messages(messages: MessagesArg) -> tuple[Message, ...] | None:
-    if messages is None:
-        return None
-    out = []
-    for i, m in enumerate(messages):
-        if isinstance(m, Message):
-            out.append(m)
-            continue
-        if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
-            raise UsageError(
-                f"messages[{i}] = {m!r}: each message needs 'role' and 'content', "
-                "e.g. {'role': 'user', 'content': 'Hi'}."
-            )
-        out.append(Message(role=str(m["role"]), content=str(m["content"])))
-    if not out:
-        raise UsageError("messages=[]: give at least one message, or pass a prompt instead.")
-    return tuple(out)
-
-
 class Tokrate:
     """Measures prompts on the model this test runs against.
 
@@ -131,8 +113,6 @@ class Tokrate:
     def _call_settings(
         self,
         method: str,
-        prompt: str | None,
-        messages: MessagesArg,
         rounds: int | str | None,
         warmup: int | None,
         timeout: float | None,
@@ -140,14 +120,7 @@ class Tokrate:
         options: Mapping[str, Any] | None,
         generation_options: Mapping[str, Any],
     ) -> RunSettings:
-        """Check prompt/messages and resolve a call's settings (``run`` and ``sweep``)."""
-        if (prompt is None) == (messages is None):
-            raise UsageError(
-                f"tokrate.{method}() needs exactly one of prompt='...' or messages=[...]; "
-                f"got prompt={prompt!r} and messages={messages!r}."
-            )
-        if prompt is not None and not isinstance(prompt, str):
-            raise UsageError(f"tokrate.{method}(prompt={prompt!r}): the prompt must be a string.")
+        """Resolve a call's settings (``run`` and ``sweep``)."""
         merged = dict(options or {})
         merged.update(generation_options)
         call = Layer(
@@ -200,12 +173,14 @@ class Tokrate:
         judged on every measured round (with the marker's checks); the test fails when
         the pass rate is below ``min_pass_rate`` (default: every round must pass).
         """
-        run_label = self._run_label(label)  # before any round: a duplicate loses a run
-        settings = self._call_settings(
-            "run", prompt, messages, rounds, warmup, timeout, cache, options, generation_options
+        # Every argument checked before any round (core/request_check.py); the label too,
+        # since a duplicate would lose a run.
+        request = checked_request(
+            "run", prompt=prompt, messages=messages, system=system, format=format, raw=raw
         )
-        request = Request(
-            prompt=prompt, messages=_messages(messages), system=system, format=format, raw=raw
+        run_label = self._run_label(check_label("tokrate.run() label", label))
+        settings = self._call_settings(
+            "run", rounds, warmup, timeout, cache, options, generation_options
         )
         quality = self._quality_plan(checks, min_pass_rate)  # before any round: fail fast
         backend = self.session.backend_for(self.spec)
@@ -348,16 +323,18 @@ class Tokrate:
         from pytest_tokrate.core.levels import LevelLayer
         from pytest_tokrate.core.sweep import SweepWarning, run_sweep
 
+        request = checked_request(
+            "sweep", prompt=prompt, messages=messages, system=system, format=format, raw=raw
+        )
+        label = check_label("tokrate.sweep() label", label)
         settings = self._call_settings(
-            "sweep", prompt, messages, rounds, warmup, timeout, cache, options, generation_options
+            "sweep", rounds, warmup, timeout, cache, options, generation_options
         )
         levels = self._levels(
             LevelLayer("tokrate.sweep()", concurrency, gen_lengths, prompt_lengths, requests)
         )
-        request = Request(
-            prompt=prompt, messages=_messages(messages), system=system, format=format, raw=raw
-        )
         runner = self.runner_factory(self.session.backend_for(self.spec))
+        runner.check(request, settings)  # what only the engine knows, before the warm-up
         result = run_sweep(runner, request, settings, levels, self.test_id, label)
         self.sweeps.append(result)
         self.session.sweeps.append(result)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_tokrate.core.request_check import check_format
 from pytest_tokrate.core.settings import Layer, resolve, validate_options
 from pytest_tokrate.errors import TokrateError
 from pytest_tokrate.quality.checks import parse_check, parse_min_pass_rate
@@ -257,12 +258,17 @@ def _check_marks(case: Case, raw: dict[str, Any], at: list[Any], scope: _FileSco
 
 
 def _check_settings(case: Case, at: list[Any], scope: _FileScope) -> None:
-    """Rounds, warm-up, timeout and cache read by the resolver every other layer uses, so
-    a case asking for 10**30 rounds is a collection error, not a run that never ends."""
+    """Rounds, warm-up and timeout read by the resolver every other layer uses, so a case
+    asking for 10**30 rounds is a collection error, not a run that never ends; ``format``
+    checked as ``tokrate.run()`` checks it."""
     try:
         resolve([Layer(f"case {case.name!r}", case.rounds, case.warmup, timeout=case.timeout)])
     except TokrateError as exc:
         scope.problems.append((scope.locate.line(at), str(exc)))
+    try:  # the same check as tokrate.run(format=...), here at collection
+        check_format(f"case {case.name!r} format", case.format)
+    except TokrateError as exc:
+        scope.problems.append((scope.locate.line([*at, "format"]), str(exc)))
 
 
 def _check_min_pass_rate(case: Case, at: list[Any], scope: _FileScope) -> None:
@@ -324,7 +330,7 @@ def _confine_python_file(item: Any, where: str, texts: SuiteTexts) -> None:
     value = item.get("value") if isinstance(item, dict) else None
     file = file_reference(value, texts.base_dir)
     if file is not None:
-        texts.inside(f"{where}: {value.strip()}", file)
+        texts.inside(f"{where}: {str(value).strip()}", file)
 
 
 __all__ = ["Case", "SuiteError", "load_suite"]
