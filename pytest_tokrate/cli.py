@@ -8,8 +8,9 @@
     tokrate baselines prune [--dry-run]    remove baselines of tests that no longer exist
 
 Exit codes (for scripts): 0 success; 1 ``diff`` found a regression, or ``prune --check``
-found something to remove; 2 usage error or git failure; 3 an invalid baseline file was
-found (or a baseline file could not be read or written); 4 ``show`` matched no baseline.
+found something to remove; 2 usage error or git failure; 3 a baseline file was invalid or
+could not be read, written or removed (each named on stderr; ``prune`` removes none of
+them); 4 ``show`` matched no baseline.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from pytest_tokrate.gate.store import (
     iter_files,
     leftover_temp_files,
     parse,
+    read_text,
+    remove_files,
     scan,
 )
 
@@ -56,7 +59,11 @@ class CliError(Exception):
 def baseline_dir(args: argparse.Namespace) -> tuple[Path, Path]:
     root = Path(args.root).resolve() if args.root else find_root(Path.cwd().resolve())
     raw = args.dir or configured_dir(root) or DEFAULT_DIR
-    return root, (root / raw).resolve()
+    directory = (root / raw).resolve()
+    if directory.exists() and not directory.is_dir():
+        where = f"the baseline directory {_rel(directory, root)} is a file, not a directory"
+        raise CliError(f"{where}: move it away, or point --dir elsewhere.", EXIT_INVALID)
+    return root, directory
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -191,7 +198,7 @@ def cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(json.dumps(b.data, indent=2, sort_keys=True), file=out)
         else:
             print("\n".join(show_lines(b, root)), file=out)
-    return EXIT_OK
+    return _report_invalid(invalid, err)  # one of them may be the file asked for
 
 
 # -- diff ---------------------------------------------------------------------------------
@@ -270,14 +277,14 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if rel not in new_paths:
             print(f"removed: {rel}", file=out)
             continue
-        new_text = (top / rel).read_text(encoding="utf-8")
-        if rel not in old_paths:
-            print(f"added: {rel}", file=out)
-            continue
-        old_text = _git(top, "show", f"{rev}:{rel}")
-        if old_text == new_text:
-            continue
         try:
+            new_text = read_text(top / rel)  # bounded: a FIFO or device is reported
+            if rel not in old_paths:
+                print(f"added: {rel}", file=out)
+                continue
+            old_text = _git(top, "show", f"{rev}:{rel}")
+            if old_text == new_text:
+                continue
             old = parse(old_text, f"{rel} at {rev}")
             new = parse(new_text, rel)
         except TokrateError as exc:
@@ -290,9 +297,7 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         f"{changed} changed baseline file(s) against {rev}; {regressions} regression(s)",
         file=out,
     )
-    if invalid:
-        return _report_invalid(invalid, err)
-    return EXIT_REGRESSION if regressions else EXIT_OK
+    return _report_invalid(invalid, err) or (EXIT_REGRESSION if regressions else EXIT_OK)
 
 
 # -- prune --------------------------------------------------------------------------------
@@ -306,8 +311,7 @@ def cmd_prune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     dry = args.dry_run or args.check
     if doomed and not dry:
         with DirectoryLock(directory):
-            for path, _ in doomed:
-                path.unlink(missing_ok=True)
+            doomed = remove_files(doomed, invalid)
     verb = "would remove" if dry else "removed"
     for path, reason in doomed:
         print(f"{verb}: {_rel(path, root)} ({reason})", file=out)
@@ -316,10 +320,7 @@ def cmd_prune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         + ("to remove" if dry else "removed"),
         file=out,
     )
-    code = _report_invalid(invalid, err)
-    if code:
-        return code
-    return EXIT_REGRESSION if args.check and doomed else EXIT_OK
+    return _report_invalid(invalid, err) or (EXIT_REGRESSION if args.check and doomed else EXIT_OK)
 
 
 # -- entry point --------------------------------------------------------------------------
@@ -330,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tokrate",
         description="Look after pytest-tokrate baseline files.",
         epilog="Exit codes: 0 ok; 1 regression found (diff) or something to prune (prune "
-        "--check); 2 usage or git error; 3 invalid baseline file; 4 no baseline matches (show).",
+        "--check); 2 usage or git error; 3 a baseline file invalid or unreadable (each named; "
+        "prune removes none of them); 4 no baseline matches (show).",
     )
     sub = parser.add_subparsers(dest="group", required=True)
     group = sub.add_parser("baselines", help="list, show, diff or prune baseline files")

@@ -10,6 +10,7 @@ import configparser
 import sys
 from pathlib import Path
 
+from pytest_tokrate.core.limits import MAX_FILE_BYTES, InputLimitError, read_bounded
 from pytest_tokrate.gate.store import Baseline
 
 _ROOT_MARKERS = ("pyproject.toml", "pytest.ini", "tox.ini", "setup.cfg", ".git")
@@ -23,13 +24,22 @@ def find_root(start: Path) -> Path:
     return start
 
 
+def _text(path: Path) -> str | None:
+    """A project file's text, read within bounds (a FIFO or device is never waited on);
+    ``None`` when it cannot be read."""
+    try:
+        return read_bounded(path, MAX_FILE_BYTES).decode("utf-8")
+    except (OSError, InputLimitError, ValueError):
+        return None
+
+
 def configured_dir(root: Path) -> str | None:
     """``tokrate_baseline_dir`` from pytest's ini settings in ``root``, when set."""
     pytest_ini = root / "pytest.ini"
     if pytest_ini.is_file():
         parser = configparser.ConfigParser()
         try:
-            parser.read(pytest_ini, encoding="utf-8")
+            parser.read_string(_text(pytest_ini) or "", str(pytest_ini))
         except configparser.Error:
             return None
         return parser.get("pytest", "tokrate_baseline_dir", fallback=None)
@@ -38,8 +48,8 @@ def configured_dir(root: Path) -> str | None:
         import tomllib
 
         try:
-            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = tomllib.loads(_text(pyproject) or "")
+        except ValueError:
             return None
         value = data.get("tool", {}).get("pytest", {}).get("ini_options", {})
         found = value.get("tokrate_baseline_dir")
@@ -53,9 +63,12 @@ def configured_dir(root: Path) -> str | None:
 def _defined_names(module: Path) -> set[tuple[str, ...]] | None:
     """``(name,)`` for module-level functions/assignments, ``(Class, method)`` for methods;
     ``None`` when the module cannot be parsed (then nothing in it is pruned)."""
+    text = _text(module)
+    if text is None:
+        return None
     try:
-        tree = ast.parse(module.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     names: set[tuple[str, ...]] = set()
     for node in tree.body:
@@ -76,8 +89,11 @@ def obsolete_reason(b: Baseline, root: Path) -> str | None:
     """Why the baseline's test no longer exists, or ``None`` when it may still exist."""
     module, _, rest = b.test_id.partition("::")
     path = root / module
-    if not path.exists():
-        return f"{module} no longer exists"
+    try:
+        if not path.exists():
+            return f"{module} no longer exists"
+    except (OSError, ValueError):  # a name no file can have: judge nothing, prune nothing
+        return None
     if path.suffix != ".py" or not rest:
         return None
     parts = tuple(p.split("[", 1)[0] for p in rest.split("::"))

@@ -69,11 +69,12 @@ class BaselineGate:
         middle = [marker_gate_layer(marker, where)] if marker else []
         return resolve_gate([self.options.ini_layer, *middle, self.options.cli_layer])
 
-    def _baseline(self, path: Path) -> Baseline | None:
+    def _baseline(self, path: Path, test_id: str, env: str) -> Baseline | None:
+        """The test's own baseline file; one that holds another test is an error."""
         if path not in self.loaded:
             from pytest_tokrate.gate.store import load_if_exists
 
-            self.loaded[path] = load_if_exists(path)
+            self.loaded[path] = load_if_exists(path, test_id, env)
         return self.loaded[path]
 
     def model_id(self, measurement: Measurement) -> str | None:
@@ -163,7 +164,7 @@ class BaselineGate:
     ) -> tuple[Baseline | None, dict[str, Any] | None, str]:
         """The test's baseline file (its own, else the reference model's), the run of it
         this measurement is compared with, and where it is, as shown to the user."""
-        baseline = self._baseline(path) or self._reference(path, test_id, env, model)
+        baseline = self._baseline(path, test_id, env) or self._reference(path, test_id, env, model)
         where = self.options.display(baseline.path if baseline is not None else path)
         if baseline is not None and baseline.path != path:
             where += f" (recorded on {baseline.model}; {model} has no baseline of its own)"

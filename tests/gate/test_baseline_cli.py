@@ -172,3 +172,34 @@ def test_console_script_and_usage_errors(project: Path) -> None:
     bad = subprocess.run([str(script), "baselines", "frobnicate"], capture_output=True, text=True)
     assert bad.returncode == cli.EXIT_USAGE and "invalid choice" in bad.stderr
     assert cli.main(["--help"], out=io.StringIO()) == 0
+
+
+def test_unreadable_entries_are_named_and_never_pruned(project: Path) -> None:
+    """A FIFO, a directory and a NaN file named like baselines: each named, exit 3,
+    nothing read blocks, and prune removes only what it could read and judge."""
+    import os
+
+    base = project / "perf/tests/test_demo"
+    os.mkfifo(base / "test_fifo[smollm2]@embedded.json")
+    (base / "test_dir[smollm2]@embedded.json").mkdir()
+    nan = base / "test_gone[smollm2]@embedded.json"
+    nan.write_text(
+        demo_path(project)
+        .read_text(encoding="utf-8")
+        .replace('"decode_tps": [', '"decode_tps": [NaN, ', 1)
+    )
+    for argv in (["list"], ["prune"], ["show", "test_demo"]):
+        code, _, err = tokrate(project, *argv)
+        assert code == cli.EXIT_INVALID, err
+        assert "is a named pipe (FIFO)" in err and "is a directory" in err
+        assert "samples.decode_tps[0]: NaN is not a finite number" in err
+    assert nan.exists() and (base / "test_fifo[smollm2]@embedded.json").is_fifo()
+    assert demo_path(project).exists()
+
+
+def test_a_baseline_dir_that_is_a_file(project: Path) -> None:
+    shutil.rmtree(project / "perf")
+    (project / "perf").write_text("not a directory", encoding="utf-8")
+    code, _, err = tokrate(project, "list")
+    assert code == cli.EXIT_INVALID
+    assert "the baseline directory perf is a file, not a directory: move it away" in err

@@ -229,11 +229,17 @@ def test_unwritable_directory_is_a_clear_error(tmp_path: Path, measurement: Any)
     blocker = tmp_path / "baselines"
     blocker.write_text("a file where the directory should be", encoding="utf-8")
     target = baselines.baseline_path(blocker, measurement.test_id, "embedded")
-    with pytest.raises(BaselineError, match=r"cannot write baseline .* --tokrate-baseline-dir"):
+    is_a_file = (
+        rf"{blocker} is a file, not a directory: move it away, or point --tokrate-baseline-dir"
+    )
+    with pytest.raises(BaselineError, match=rf"cannot write baseline .*: {is_a_file}"):
         baselines.save(target, document(measurement))
     lock = baselines.DirectoryLock(blocker)
-    with pytest.raises(BaselineError, match="cannot open the baseline directory"):
+    with pytest.raises(BaselineError, match=is_a_file):
         lock.__enter__()
+    # Read, it is not "no baseline yet, record one" (the test would pass unjudged).
+    with pytest.raises(BaselineError, match=rf"cannot read baseline .*: {is_a_file}"):
+        baselines.load_if_exists(target)
 
 
 # -- two processes at once -----------------------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from reliability_support import output
 
+from pytest_tokrate.core.numbers import shown
 from pytest_tokrate.errors import UsageError
 from pytest_tokrate.gate.files import baseline_path
 from pytest_tokrate.gate.settings import parse_env_name
@@ -29,7 +30,7 @@ ENV_MESSAGE = (
 def test_env_names_that_would_share_a_file_are_refused(name: str) -> None:
     with pytest.raises(UsageError) as info:
         parse_env_name(name)
-    assert str(info.value) == f"--tokrate-baseline-env: invalid value {name!r}: {ENV_MESSAGE}"
+    assert str(info.value) == f"--tokrate-baseline-env: invalid value {shown(name)}: {ENV_MESSAGE}"
 
 
 def test_env_name_message_names_its_source() -> None:
