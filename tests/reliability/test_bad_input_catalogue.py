@@ -10,8 +10,10 @@ excerpt must be in what the user sees, and no traceback may appear.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -157,6 +159,23 @@ def _set_run(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return change
 
 
+def _sample(metric: str, text: str) -> Callable[[Path], None]:
+    """The first ``metric`` sample written as the JSON text ``text`` (``NaN``, ``1e400``:
+    literals ``json.dumps`` would not write)."""
+
+    def apply(path: Path) -> None:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["runs"]["run 1"]["samples"][metric][0] = "@SAMPLE@"
+        path.write_text(json.dumps(data, indent=2).replace('"@SAMPLE@"', text), "utf-8")
+
+    return apply
+
+
+def _fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
 BASELINE_RECIPES: dict[str, Callable[[Path], None]] = {
     "baseline-not-json": lambda p: p.write_text("<<<<<<< HEAD\n", encoding="utf-8"),
     "baseline-not-object": lambda p: p.write_text("[]", encoding="utf-8"),
@@ -166,6 +185,13 @@ BASELINE_RECIPES: dict[str, Callable[[Path], None]] = {
     "baseline-wrong-type": _edit(_set_run("rounds", "five")),
     "baseline-sample-count": _edit(_set_run("samples.ttft", [0.1])),
     "baseline-no-runs": _edit(lambda d: d.update(runs={})),
+    "baseline-nan": _sample("decode_tps", "NaN"),
+    "baseline-overflow": _sample("ttft", "1e400"),
+    "baseline-zero-rate": _sample("decode_tps", "0"),
+    "baseline-negative": _sample("ttft", "-1"),
+    "baseline-other-test": _edit(lambda d: d.update(test_id="test_speed.py::test_other[smollm2]")),
+    "baseline-deep": lambda p: p.write_text("[" * 20_000, encoding="utf-8"),
+    "baseline-fifo": _fifo,
 }
 
 
@@ -190,10 +216,14 @@ def test_baseline_row(pytester: pytest.Pytester, recorded: Path, row: Row) -> No
     shutil.copytree(recorded, pytester.path, dirs_exist_ok=True)
     (path,) = (pytester.path / "baselines").rglob("*.json")
     BASELINE_RECIPES[row.id](path)
-    before = path.read_bytes()
+    special = not path.is_file()  # a FIFO: never opened for its bytes, never replaced
+    before = None if special else path.read_bytes()
     result = pytester.runpytest("-p", "no:cacheprovider", *RECORD_ARGS)
     check_pytest_outcome(row, result)
-    assert path.read_bytes() == before  # a broken baseline is never rewritten behind you
+    if special:
+        assert stat.S_ISFIFO(path.lstat().st_mode)
+    else:  # a broken baseline is never rewritten behind you
+        assert path.read_bytes() == before
 
 
 # -- server responses ---------------------------------------------------------------------
