@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pytest_tokrate.errors import BaselineError, TokrateError
-from pytest_tokrate.gate.project import configured_dir, find_root, obsolete_reason
+from pytest_tokrate.gate.project import configured_dir, find_root, prune_plan
 from pytest_tokrate.gate.store import (
     DEFAULT_DIR,
     Baseline,
@@ -306,7 +307,10 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_prune(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     root, directory = baseline_dir(args)
     found, invalid = scan(directory)
-    doomed = [(b.path, reason) for b in found if (reason := obsolete_reason(b, root))]
+    doomed, foreign = prune_plan(found, root, directory)
+    if foreign:
+        note = f"kept {foreign} baseline(s) of test files not in {root} (a shared directory?)"
+        print(f"{note}: prune them from their own project", file=out)
     doomed += [(p, "left by an interrupted write") for p in leftover_temp_files(directory)]
     dry = args.dry_run or args.check
     if doomed and not dry:
@@ -379,8 +383,6 @@ def main(
     try:
         return commands[args.command](args, out, err)
     except BrokenPipeError:  # `tokrate baselines list | head`: the reader left, not an error
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except CliError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import configparser
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_tokrate.core.limits import MAX_FILE_BYTES, InputLimitError, read_bounded
@@ -103,4 +104,20 @@ def obsolete_reason(b: Baseline, root: Path) -> str | None:
     return f"{'.'.join(parts)} is no longer defined in {module}"
 
 
-__all__ = ["configured_dir", "find_root", "obsolete_reason"]
+def prune_plan(
+    found: Sequence[Baseline], root: Path, directory: Path
+) -> tuple[list[tuple[Path, str]], int]:
+    """The baselines of ``directory`` to remove, each with why, and how many were left
+    alone as another project's: in a directory outside ``root`` (shared by several
+    projects), a baseline whose test file is not in this project is not ours to judge."""
+    shared = not directory.is_relative_to(root)
+    doomed, foreign = [], 0
+    for b in found:
+        if shared and not (root / b.test_id.partition("::")[0]).is_file():
+            foreign += 1
+        elif reason := obsolete_reason(b, root):
+            doomed.append((b.path, reason))
+    return doomed, foreign
+
+
+__all__ = ["configured_dir", "find_root", "obsolete_reason", "prune_plan"]

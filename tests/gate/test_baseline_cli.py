@@ -163,6 +163,26 @@ def test_prune(project: Path, measurement: Any) -> None:
     assert tokrate(project, "prune", "--check")[0] == 0
 
 
+def test_prune_in_a_shared_directory_keeps_other_projects_baselines(
+    project: Path, measurement: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A --dir outside the project may hold another project's baselines: their test files
+    are not here, and that does not make them obsolete."""
+    common = tmp_path_factory.mktemp("common")
+    shutil.copytree(project / "perf", common, dirs_exist_ok=True)
+    env = baselines.measurement_environment(measurement)
+    runs = {"run 1": baselines.run_record(measurement)}
+    for test_id in ("other/test_b.py::test_b[smollm2]", "tests/test_demo.py::test_gone[smollm2]"):
+        doc = baselines.build(test_id, "embedded", env, runs)
+        baselines.save(baselines.baseline_path(common, test_id, "embedded"), doc)
+    code, out, _ = tokrate(project, "prune", "--dir", str(common))
+    assert code == 0 and "1 file(s) removed" in out, out
+    assert "kept 1 baseline(s) of test files not in" in out
+    kept = {b.test_id for b in baselines.scan(common)[0]}
+    assert "other/test_b.py::test_b[smollm2]" in kept  # another project's: kept
+    assert "tests/test_demo.py::test_gone[smollm2]" not in kept  # ours, deleted: removed
+
+
 def test_console_script_and_usage_errors(project: Path) -> None:
     script = Path(sys.executable).with_name("tokrate")
     proc = subprocess.run(
