@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypedDict
 
 from pytest_tokrate.backends.hosts import Host
-from pytest_tokrate.errors import BackendUnavailable
+from pytest_tokrate.errors import BackendUnavailable, InfrastructureError, RequestTimeout
 
 #: Requests the client keeps in flight at once. Ollama queues what its slots cannot serve
 #: (OLLAMA_MAX_QUEUE, default 512) and answers 503 beyond that.
@@ -84,6 +84,36 @@ def reason(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
+def silence_error(
+    httpx: Any, exc: BaseException, url: str, waited: tuple[float, str], check: str
+) -> BackendUnavailable | RequestTimeout | None:
+    """The error for a timeout before the server said anything, or ``None`` for any other
+    exception. ``waited`` is the read timeout and where it came from; ``check`` a command
+    that shows whether the server answers.
+
+    Neither case is "not running, start it" (that is a refused connection or an unknown
+    host): a stopped (SIGSTOP) or deadlocked server still has its socket, so the kernel
+    accepts the connection and nothing is ever read back; a connect that times out had
+    no answer at all (host down, packets dropped, or a frozen server's queue full).
+    """
+    timeout_s, source = waited
+    if isinstance(exc, httpx.ConnectTimeout):
+        return BackendUnavailable(
+            f"nothing answered the connection to {url} within "
+            f"{min(timeout_s, PROBE_TIMEOUT_S):g} s ({reason(exc)}): the host may be down, a "
+            "firewall may drop the packets, or the server may be frozen with its queue full. "
+            f"Check that it runs and answers (`{check}`), or set --tokrate-host to where it "
+            "runs."
+        )
+    if isinstance(exc, httpx.TimeoutException):  # ReadTimeout, WriteTimeout, PoolTimeout
+        return RequestTimeout(
+            f"the server at {url} accepted the connection but sent nothing within "
+            f"{timeout_s:g} s ({source}; {reason(exc)}): it may be frozen or overloaded. "
+            f"Check it (`{check}`), or raise --tokrate-timeout if it is only slow."
+        )
+    return None
+
+
 def discarded(received: int) -> str:
     """What became of a round that failed after ``received`` chunks of text."""
     if received:
@@ -99,12 +129,15 @@ class ServerOptions(TypedDict, total=False):
     busy_retries: int
     backoff_s: float
     sleep: Callable[[float], None]
+    timeout_s: float | None
 
 
 class ServerBackend:
     """The part of a server backend's state that does not depend on the server's API:
     the model, the address and where it came from, the server settings the user declared
-    (recorded, not sent), and the busy-retry policy. ``sleep`` is injectable for tests."""
+    (recorded, not sent), the busy-retry policy, and how long the requests that only ask
+    what the server is wait for an answer: ``timeout_s`` (--tokrate-timeout) when given,
+    else :data:`PROBE_TIMEOUT_S`. ``sleep`` is injectable for tests."""
 
     max_parallel = MAX_PARALLEL
     #: Each server backend names its own exact method once it knows the server.
@@ -119,6 +152,7 @@ class ServerBackend:
         busy_retries: int = DEFAULT_BUSY_RETRIES,
         backoff_s: float = DEFAULT_BACKOFF_S,
         sleep: Callable[[float], None] = time.sleep,
+        timeout_s: float | None = None,
     ) -> None:
         self.model = model
         self.url = address[0].url
@@ -127,9 +161,23 @@ class ServerBackend:
         self.busy_retries = busy_retries
         self.backoff_s = backoff_s
         self._sleep = sleep
+        self.probe_timeout_s = PROBE_TIMEOUT_S if timeout_s is None else float(timeout_s)
+        self._probe_source = (
+            "the start-up check's limit, which --tokrate-timeout sets"
+            if timeout_s is None
+            else "--tokrate-timeout"
+        )
 
     def _busy_retry(self) -> BusyRetry:
         return BusyRetry(self.busy_retries, self.backoff_s, self._sleep)
+
+    def _silence(
+        self, httpx: Any, exc: BaseException, check: str, waited: tuple[float, str] | None = None
+    ) -> InfrastructureError | None:
+        """:func:`silence_error` for the requests that ask what the server is (``waited``:
+        their timeout and its source, the start-up probe's unless given)."""
+        waited = waited or (self.probe_timeout_s, self._probe_source)
+        return silence_error(httpx, exc, self.url, waited, check)
 
     def _address_note(self) -> str:
         """Where the address came from, unless the user passed it: for "not reachable"."""
@@ -153,4 +201,5 @@ __all__ = [
     "import_client",
     "reason",
     "request_timeout",
+    "silence_error",
 ]

@@ -48,7 +48,12 @@ from pytest_tokrate.backends.ollama_cache import (
     cached_count,
     keeping_extra_fields,
 )
-from pytest_tokrate.backends.ollama_facts import engine_report, find_listed, model_info
+from pytest_tokrate.backends.ollama_facts import (
+    engine_report,
+    find_listed,
+    model_info,
+    validation_summary,
+)
 from pytest_tokrate.core.measure import TextChunk
 from pytest_tokrate.errors import (
     BackendUnavailable,
@@ -90,6 +95,7 @@ class OllamaBackend(ServerBackend):
         self._client_class = keeping_extra_fields(self._ollama)
         self._clients: dict[float, Any] = {}
         self._static: dict[str, Any] | None = None
+        self._check = f"curl {self.url}/api/version"  # shows whether the server answers
         self.server_version = self._probe()
         self._evictor = Evictor(lambda **kw: self._client(PROBE_TIMEOUT_S * 6).generate(**kw))
 
@@ -143,9 +149,9 @@ class OllamaBackend(ServerBackend):
         """GET /api/version: proves the server is up and is Ollama; returns its version."""
         httpx = self._httpx
         try:
-            response = self._client(PROBE_TIMEOUT_S)._client.get("/api/version")
+            response = self._client(self.probe_timeout_s)._client.get("/api/version")
         except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from None
+            raise (self._silence(httpx, exc, self._check) or self._unreachable(exc)) from None
         version = None
         if response.status_code == 200:
             with contextlib.suppress(ValueError, AttributeError, RecursionError):
@@ -254,14 +260,16 @@ class OllamaBackend(ServerBackend):
         lost = discarded(received)
         if isinstance(exc, self._ollama.ResponseError):
             return self._status_error(exc, received, retry, lost)
-        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, ConnectionError)):
+        if isinstance(exc, (httpx.ConnectError, ConnectionError)):
             return self._unreachable(exc)
+        if isinstance(exc, httpx.ConnectTimeout):
+            return self._silence(httpx, exc, self._check, (timeout_s, "--tokrate-timeout"))
         if isinstance(exc, httpx.TimeoutException):
             return RequestTimeout(
                 f"no answer from Ollama at {self.url} within the {timeout_s:g} s request "
                 f"timeout ({reason(exc)}, after {received} chunks): {lost}. Raise "
                 "--tokrate-timeout, lower num_predict, or check that the server is not "
-                "overloaded."
+                f"frozen or overloaded (`{self._check}`)."
             )
         if isinstance(exc, httpx.TransportError):
             return ServerError(
@@ -281,10 +289,12 @@ class OllamaBackend(ServerBackend):
                 f"chunks ({reason(exc)}): {lost}. Is the address an Ollama server (or a "
                 "proxy that rewrites streams)?"
             )
-        if type(exc).__name__ == "ValidationError":  # pydantic, raised by the client
+        # pydantic's ValidationError (a ValueError) from the client; AttributeError and
+        # TypeError: a line that is JSON but no object ("NaN", a list), read as one.
+        if isinstance(exc, (ValueError, AttributeError, TypeError, KeyError)):
             return ServerError(
                 f"Ollama at {self.url} sent a chunk the client cannot read after {received} "
-                f"chunks ({_validation_summary(exc)}): {lost}. The server's version "
+                f"chunks ({validation_summary(exc)}): {lost}. The server's version "
                 f"({self.server_version}) may not match the `ollama` client's."
             )
         return None
@@ -327,7 +337,7 @@ class OllamaBackend(ServerBackend):
 
     def _management(self, what: str, fetch: Callable[[Any], Any]) -> Any:
         try:
-            return fetch(self._client(30.0))
+            return fetch(self._client(30.0))  # /api/show reads the model's file
         except self._ollama.ResponseError as exc:
             if exc.status_code == 404 and what == "show":
                 raise self._not_on_server(exc.error) from None
@@ -336,11 +346,13 @@ class OllamaBackend(ServerBackend):
                 f"{exc.error!r}. Check the server log."
             ) from None
         except (self._httpx.HTTPError, ConnectionError) as exc:
-            raise self._unreachable(exc) from None
+            waited = (30.0, "the limit of the model-facts requests")
+            silent = self._silence(self._httpx, exc, self._check, waited)
+            raise (silent or self._unreachable(exc)) from None
         except (ValueError, TypeError, RecursionError) as exc:  # not JSON, wrong field types
             raise ServerError(
                 f"Ollama at {self.url} answered /api/{what} with a body the client cannot read "
-                f"({_validation_summary(exc)}): check --tokrate-host, and that the server's "
+                f"({validation_summary(exc)}): check --tokrate-host, and that the server's "
                 f"version ({self.server_version}) matches the `ollama` client's."
             ) from None
 
@@ -382,17 +394,6 @@ class OllamaBackend(ServerBackend):
         for client in clients:
             with contextlib.suppress(Exception):
                 client.close()
-
-
-def _validation_summary(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None)
-    if not callable(errors):
-        return str(exc).splitlines()[0]
-    parts = []
-    for err in errors()[:3]:
-        where = ".".join(str(p) for p in err.get("loc", ()))
-        parts.append(f"{where}: {err.get('msg')}, got {err.get('input')!r}")
-    return "; ".join(parts)
 
 
 __all__ = ["OllamaBackend"]

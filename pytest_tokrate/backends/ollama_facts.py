@@ -161,4 +161,24 @@ def _int(value: object) -> int | None:
         return None
 
 
-__all__ = ["METRIC_FIELDS", "canonical_name", "engine_report", "find_listed", "model_info"]
+def validation_summary(exc: Exception) -> str:
+    """A pydantic validation error (the client's reading of a chunk) in one line."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        text = (str(exc).strip().splitlines() or [""])[0]
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    parts = []
+    for err in errors()[:3]:
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{where}: {err.get('msg')}, got {err.get('input')!r}")
+    return "; ".join(parts)
+
+
+__all__ = [
+    "METRIC_FIELDS",
+    "canonical_name",
+    "engine_report",
+    "find_listed",
+    "model_info",
+    "validation_summary",
+]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import os
 import re
 import threading
 import time
@@ -58,6 +57,7 @@ from pytest_tokrate.backends.openai_wire import (
     StreamState,
     engine_report,
     metric_problem,
+    read_api_key,
     request_body,
 )
 from pytest_tokrate.core.measure import EngineReport, TextChunk
@@ -73,29 +73,8 @@ from pytest_tokrate.errors import (
 if TYPE_CHECKING:
     from typing import Unpack  # Python 3.11+; annotations are never evaluated at run time
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RETRY_STATUSES = (429, 503)
 _VERSION_SEGMENT = re.compile(r"/v\d+$")
-
-
-def read_api_key(env_name: str | None, environ: Mapping[str, str] | None = None) -> str | None:
-    """The key held by the named environment variable (``None`` when no name is given)."""
-    if env_name is None or not env_name.strip():
-        return None
-    name = env_name.strip()
-    if not _ENV_NAME.match(name):
-        raise UsageError(
-            "--tokrate-api-key-env: the value is not an environment variable name (it is not "
-            "shown, in case it is the key itself): pass the variable's *name*, e.g. "
-            "OPENAI_API_KEY, never the key."
-        )
-    value = (os.environ if environ is None else environ).get(name, "")
-    if not value.strip():
-        raise UsageError(
-            f"--tokrate-api-key-env={name}: the environment variable {name} is not set or "
-            f"empty: export {name}=<your key> before running pytest."
-        )
-    return value.strip()
 
 
 class OpenAIBackend(ServerBackend):
@@ -137,6 +116,7 @@ class OpenAIBackend(ServerBackend):
         self._fingerprint: str | None = None
         self._facts_lock = threading.Lock()  # not self._lock: streams must not wait on it
         self._facts: ServerFacts | None = None
+        self._check = f"curl {self.url}/models"  # shows whether the server answers
         self._listing = self._probe()
         self._kind = server_kind(self._listing)
         version = self._server_facts().server_version if self._kind == VLLM else None
@@ -177,9 +157,11 @@ class OpenAIBackend(ServerBackend):
         """GET {base}/models: reachability, the API key, and the model's entry if listed."""
         httpx = self._httpx
         try:
-            response = self._http.get("/models", timeout=PROBE_TIMEOUT_S)
+            response = self._http.get(
+                "/models", timeout=request_timeout(httpx, self.probe_timeout_s)
+            )
         except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from None
+            raise (self._silence(httpx, exc, self._check) or self._unreachable(exc)) from None
         if response.status_code in (401, 403):
             raise self._auth_error(response.status_code, self._body_message(response))
         if response.status_code != 200:
@@ -306,13 +288,15 @@ class OpenAIBackend(ServerBackend):
     ) -> InfrastructureError | None:
         httpx = self._httpx
         lost = discarded(received)
-        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        if isinstance(exc, httpx.ConnectError):
             return self._unreachable(exc)
+        if isinstance(exc, httpx.ConnectTimeout):
+            return self._silence(httpx, exc, self._check, (timeout_s, "--tokrate-timeout"))
         if isinstance(exc, httpx.TimeoutException):
             return RequestTimeout(
                 f"no answer from {self.url} within the {timeout_s:g} s request timeout "
-                f"({reason(exc)}, after {received} chunks): {lost}. Raise "
-                "--tokrate-timeout, lower num_predict, or check the server's load."
+                f"({reason(exc)}, after {received} chunks): {lost}. Raise --tokrate-timeout, "
+                f"lower num_predict, or check that the server is not frozen (`{self._check}`)."
             )
         if isinstance(exc, httpx.TransportError):
             return ServerError(

@@ -22,11 +22,14 @@ for llama.cpp builds before ``cache_n``).
 from __future__ import annotations
 
 import math
+import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from pytest_tokrate.backends.base import Request
 from pytest_tokrate.core.measure import EngineReport
+from pytest_tokrate.errors import UsageError
 
 #: Our option names -> OpenAI request fields (sent whenever set).
 STANDARD_OPTIONS = {
@@ -44,6 +47,28 @@ METRIC_KEYS = {
     "usage": ("completion_tokens", "prompt_tokens", "total_tokens"),
     "timings": ("prompt_n", "prompt_ms", "predicted_n", "predicted_ms", "cache_n"),
 }
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def read_api_key(env_name: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The key held by the named environment variable (``None`` when no name is given)."""
+    if env_name is None or not env_name.strip():
+        return None
+    name = env_name.strip()
+    if not _ENV_NAME.match(name):
+        raise UsageError(
+            "--tokrate-api-key-env: the value is not an environment variable name (it is not "
+            "shown, in case it is the key itself): pass the variable's *name*, e.g. "
+            "OPENAI_API_KEY, never the key."
+        )
+    value = (os.environ if environ is None else environ).get(name, "")
+    if not value.strip():
+        raise UsageError(
+            f"--tokrate-api-key-env={name}: the environment variable {name} is not set or "
+            f"empty: export {name}=<your key> before running pytest."
+        )
+    return value.strip()
 
 
 def request_body(model: str, request: Request) -> tuple[str, dict[str, Any], list[str]]:
@@ -243,5 +268,6 @@ __all__ = [
     "engine_report",
     "metric_problem",
     "ms_to_ns",
+    "read_api_key",
     "request_body",
 ]

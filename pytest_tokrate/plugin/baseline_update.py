@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping
+import signal
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,12 @@ def check_update_allowed(options: GateOptions) -> None:
             f"environment variable is set (CI={os.environ['CI']!r}): record baselines on "
             "a developer machine and commit them, or pass --tokrate-force-update."
         )
+    from pytest_tokrate.gate.files import file_in_the_way, not_a_directory
+
+    blocker = file_in_the_way(options.root / "x")  # `baselines` itself, or a parent
+    if blocker is not None:
+        where = f"write baselines to {options.root}"
+        raise UsageError(f"--tokrate-update-baselines: {not_a_directory(blocker, where)}")
     probe = options.root
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
@@ -135,6 +143,10 @@ class BaselineWriter:
         self.pending = Pending()
         self.lines: list[str] = []
         self.errors: list[str] = []
+        #: The files this update writes, and those written so far (said after a Ctrl-C).
+        self.queued: list[str] = []
+        self.written: list[str] = []
+        self.pruning = False
 
     def finish(self, session: pytest.Session, exitstatus: int) -> None:
         """A worker hands its documents to the controller; the controller writes them,
@@ -147,6 +159,12 @@ class BaselineWriter:
             self.write(session, exitstatus)
         except TokrateError as exc:
             self.errors.append(str(exc))
+        except KeyboardInterrupt:
+            # pytest turns a Ctrl-C into a summary only while tests run; here it would end
+            # in a traceback that does not say which files were written.
+            self._say_interrupted()
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+            return
         if self.errors and session.exitstatus in (
             pytest.ExitCode.OK,
             pytest.ExitCode.NO_TESTS_COLLECTED,
@@ -160,6 +178,9 @@ class BaselineWriter:
         docs = [d for d in pending.files.values() if d["test_id"] not in pending.failed]
         skipped = sorted({d["test_id"] for d in pending.files.values()} & pending.failed)
         root = self.options.root
+        self.queued = sorted(
+            display(baselines.baseline_path(root, d["test_id"], d["env"])) for d in docs
+        )
         lock = baselines.DirectoryLock(
             root, timeout_s=baselines.LOCK_TIMEOUT_S, on_wait=self._say_waiting
         )
@@ -184,6 +205,7 @@ class BaselineWriter:
                 self.lines.append(
                     f"not written, the test failed: {', '.join(skipped)} (fix it, then update)"
                 )
+            self.pruning = True
             self._unused(session, exitstatus)
 
     def _remove_leftovers(self) -> None:
@@ -204,23 +226,44 @@ class BaselineWriter:
         from pytest_tokrate.gate import store as baselines
 
         root, display = self.options.root, self.options.display
-        written: list[str] = []
+        written = self.written
         for doc in sorted(docs, key=lambda d: (d["test_id"], d["env"])):
             path = baselines.baseline_path(root, doc["test_id"], doc["env"])
             data = baselines.build(
                 doc["test_id"], doc["env"], doc["fingerprint"], doc["runs"], self._models(doc)
             )
-            try:
-                baselines.save(path, data, replace_invalid=self.options.force)
-            except TokrateError as exc:
-                self.errors.append(str(exc))
-                continue
-            written.append(display(path))
+            with _whole_file() as interrupted:
+                try:
+                    baselines.save(path, data, replace_invalid=self.options.force)
+                except TokrateError as exc:
+                    self.errors.append(str(exc))
+                else:
+                    written.append(display(path))
+            if interrupted:
+                raise KeyboardInterrupt
         self.lines.append(
             f"wrote {len(written)} baseline file(s) to {display(root)}/"
             + ("" if written else " (no tokrate test passed)")
         )
         self.lines.extend(f"  {w}" for w in written)
+
+    def _say_interrupted(self) -> None:
+        """What a Ctrl-C in the write phase left: each file is whole, old or new."""
+        if self.pruning:
+            self.lines.append(
+                f"interrupted (Ctrl-C) while removing unused baselines, after writing all "
+                f"{len(self.written)} file(s): run the update again to finish"
+            )
+            return
+        rest = [p for p in self.queued if p not in set(self.written)]
+        self.lines.append(
+            f"interrupted (Ctrl-C) while writing baselines: wrote {len(self.written)} of "
+            f"{len(self.queued)} file(s), each one whole; no baseline was removed"
+        )
+        self.lines.extend(f"  written: {p}" for p in self.written)
+        if rest:
+            self.lines.append(f"not written ({len(rest)}), run the update again to write the rest:")
+            self.lines.extend(f"  {p}" for p in rest)
 
     def _models(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         """Which model a document is of, the test without it, and the project's
@@ -331,6 +374,24 @@ class BaselineWriter:
                 f"({why}); an update of the whole suite removes those no test uses:"
             )
             self.lines.extend(f"  {display(b.path)} ({b.test_id})" for b in kept)
+
+
+@contextlib.contextmanager
+def _whole_file() -> Iterator[list[int]]:
+    """Hold a Ctrl-C that arrives while one baseline file is written until the file is
+    done; the list it yields is non-empty when one arrived. The write is atomic anyway
+    (a temporary file renamed), so this only makes the summary exact: a file is either
+    counted written, or left as it was."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught  # signals only ever reach the main thread
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield caught
+    finally:
+        # None: a handler installed outside Python; Python's own is the closest match.
+        signal.signal(signal.SIGINT, previous or signal.default_int_handler)
 
 
 __all__ = ["WORKER_KEY", "BaselineWriter", "Pending", "XdistHooks", "check_update_allowed"]

@@ -32,7 +32,24 @@ def check_writable(path: Path, setting: str, directory: bool) -> Path:
 
     Links are not resolved: ``/dev/stdout`` or a link to a shared file is written
     through, never replaced by a new file (see ``reports.files.write_bytes``)."""
+    try:
+        os.fsencode(path)  # a lone surrogate cannot become a file name
+        if "\0" in str(path):
+            raise ValueError("embedded null byte")
+    except ValueError as exc:
+        raise UsageError(
+            f"{setting}={str(path)!r}: not a usable file name ({exc}): choose another path."
+        ) from None
     path = Path(os.path.abspath(path))
+    try:
+        return _check_kind_and_place(path, setting, directory)
+    except OSError as exc:  # a name too long, a link loop in a parent, ...
+        raise UsageError(
+            f"{setting}={path}: cannot use this path ({exc.strerror or exc}): choose another path."
+        ) from None
+
+
+def _check_kind_and_place(path: Path, setting: str, directory: bool) -> Path:
     if path.exists() and path.is_dir() != directory:
         kind = "a directory" if directory else "a file"
         raise UsageError(

@@ -19,6 +19,7 @@ from pytest_tokrate.core.settings import (
     Layer,
     parse_choice,
     parse_model_list,
+    parse_timeout,
 )
 from pytest_tokrate.errors import BackendUnavailable, UsageError
 
@@ -100,9 +101,16 @@ def parse_missing_model(value: object, source: str) -> str:
 
 
 def _server_kwargs(config: SessionConfig) -> dict[str, Any]:
-    """Declared server settings and busy retries, as the plugin put them in ``extra``."""
+    """Declared server settings and busy retries, as the plugin put them in ``extra``, and
+    how long the start-up check waits: --tokrate-timeout when set (the backend's 10 s
+    otherwise; the 120 s default would hold a run on a frozen server for two minutes)."""
     keys = ("server_settings", "busy_retries")
-    return {k: config.extra[k] for k in keys if config.extra.get(k) is not None}
+    kwargs = {k: config.extra[k] for k in keys if config.extra.get(k) is not None}
+    for layer in (config.cli, config.ini):
+        if layer.timeout is not None:
+            kwargs["timeout_s"] = parse_timeout(f"{layer.source} timeout", layer.timeout)
+            break
+    return kwargs
 
 
 def default_backend_factory(spec: ModelSpec, config: SessionConfig) -> Backend:

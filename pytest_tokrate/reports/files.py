@@ -9,6 +9,7 @@ is appended to, not truncated.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -50,6 +51,24 @@ def _in_place(path: Path) -> bool:
     return stat.S_ISLNK(mode) or not stat.S_ISREG(mode)
 
 
+def _write_in_place(path: Path, data: bytes) -> None:
+    """Write through a link or into a special file, as ``open(path, "wb")`` would."""
+    # O_NONBLOCK: opening a FIFO that nobody reads would wait for ever; this way it fails
+    # at once (ENXIO). It is cleared once open, so that a slow reader is waited for.
+    nonblock = getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | nonblock, 0o666)
+    try:
+        if nonblock:
+            import fcntl
+
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~nonblock)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
 def _replace(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -75,12 +94,17 @@ def write_bytes(path: Path, data: bytes, what: str | None = None) -> None:
         if fd is not None:
             _write_descriptor(fd, data)
         elif _in_place(path):
-            with open(path, "wb") as fh:
-                fh.write(data)
+            _write_in_place(path, data)
         else:
             _replace(path, data)
     except OSError as exc:
-        raise ReportError(f"cannot write {what or path}: {exc.strerror or exc}") from None
+        hint = " (a FIFO that no process reads: start its reader first)"
+        hint = hint if exc.errno == errno.ENXIO else ""
+        raise ReportError(f"cannot write {what or path}: {exc.strerror or exc}{hint}") from None
+    except ValueError as exc:  # a NUL byte or a lone surrogate in the name
+        raise ReportError(
+            f"cannot write {what or path!r}: not a usable file name ({exc})"
+        ) from None
 
 
 def write_text(path: Path, text: str) -> None:
