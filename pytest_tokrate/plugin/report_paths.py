@@ -40,6 +40,11 @@ def check_writable(path: Path, setting: str, directory: bool) -> Path:
         raise UsageError(
             f"{setting}={str(path)!r}: not a usable file name ({exc}): choose another path."
         ) from None
+    if not directory and path.name in ("", ".", ".."):
+        raise UsageError(
+            f"{setting}={str(path)!r}: the path names a directory, not a file: choose a file "
+            "name such as report.json."
+        )
     path = Path(os.path.abspath(path))
     try:
         return _check_kind_and_place(path, setting, directory)

@@ -89,6 +89,8 @@ def write_bytes(path: Path, data: bytes, what: str | None = None) -> None:
     """Write a report file: a regular file or a new path atomically, with the umask's mode;
     a symlink or special file in place, never replaced; ``/dev/stdout`` to the descriptor.
     ``what`` names the file in the error (default: the path)."""
+    if path.name in ("", ".", ".."):  # names a directory: refused before any is made
+        raise ReportError(f"cannot write {what or path}: the path names a directory, not a file")
     try:
         fd = _descriptor(path)
         if fd is not None:

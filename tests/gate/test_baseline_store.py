@@ -154,6 +154,16 @@ def test_future_schema_version(saved: tuple[Path, dict[str, Any]]) -> None:
         (lambda d: d.__setitem__("runs", {}), "field runs"),
         (lambda d: d.__setitem__("schema_version", 0), "field schema_version"),
         (lambda d: d["fingerprint"]["hardware"].__setitem__("hostname", "ci-7"), "hardware"),
+        # Found by the fuzzer at 10x examples: settings that are no mapping of single
+        # values reached the gate's comparison and raised there.
+        (
+            lambda d: d["fingerprint"]["engine"].__setitem__("server_settings", [1]),
+            "field fingerprint.engine.server_settings",
+        ),
+        (
+            lambda d: d["fingerprint"]["engine"].__setitem__("engine_settings", {"a": {}}),
+            "field fingerprint.engine.engine_settings",
+        ),
     ],
 )
 def test_missing_or_wrong_fields_are_named(

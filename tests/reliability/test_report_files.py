@@ -211,3 +211,15 @@ def test_the_plugin_appends_a_stdout_report_to_redirected_output(tmp_path: Path)
     text = log.read_text(encoding="utf-8")
     assert proc.returncode == 0, text
     assert text.startswith("earlier output\n") and '"tool"' in text and "1 passed" in text
+
+
+@pytest.mark.parametrize("name", ["new/..", "report.json/..", "."])
+def test_a_path_naming_a_directory_is_refused_before_anything_is_made(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the generative report-path suite: ``report.json/..`` made the directory
+    ``report.json`` and then failed to write ``..``."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ReportError, match="names a directory, not a file"):
+        write_bytes(Path(name), b"{}")
+    assert list(tmp_path.iterdir()) == []
