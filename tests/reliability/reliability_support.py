@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 #: Arguments of every inner run: one engine thread, short answers, no prompt cache games.
 FAST = (
@@ -19,6 +22,22 @@ FAST = (
     "--tokrate-num-predict=8",
 )
 INFRA_PREFIX = "tokrate infrastructure error: "
+#: ``TOKRATE_FUZZ_SCALE=10`` multiplies the examples of every generative test (a longer
+#: local session; CI runs the counts as written).
+FUZZ_SCALE = int(os.environ.get("TOKRATE_FUZZ_SCALE", "1"))
+
+
+def fuzz_settings(count: int) -> Any:
+    """Hypothesis settings of a generative test of ``count`` examples (times the scale):
+    derandomized, so CI sees the same inputs every run, with no example database and no
+    deadline (the time boxes are the tests' own)."""
+    return settings(
+        max_examples=count * FUZZ_SCALE,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
 
 
 def output(result: pytest.RunResult) -> str:

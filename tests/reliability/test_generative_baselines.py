@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from reliability_support import FUZZ_SCALE, fuzz_settings
 
 from pytest_tokrate import cli
 from pytest_tokrate.core.limits import MAX_DEPTH
@@ -39,7 +40,7 @@ from pytest_tokrate.gate import store as baselines
 from pytest_tokrate.gate.judge import judge_run
 from pytest_tokrate.gate.rule import GateSettings
 
-SCALE = int(os.environ.get("TOKRATE_FUZZ_SCALE", "1"))
+SCALE = FUZZ_SCALE
 EXAMPLES = {
     "sample_values": 150,
     "nesting": 40,
@@ -59,13 +60,7 @@ T = TypeVar("T")
 
 
 def generative(name: str) -> Any:
-    return settings(
-        max_examples=EXAMPLES[name] * SCALE,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    )
+    return fuzz_settings(EXAMPLES[name])
 
 
 def within(seconds: float, action: Callable[[], T]) -> T:

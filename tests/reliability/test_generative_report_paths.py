@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from reliability_support import FUZZ_SCALE, fuzz_settings
 
 from pytest_tokrate.errors import ReportError, UsageError
 from pytest_tokrate.plugin.report_paths import check_writable
@@ -39,7 +40,7 @@ from pytest_tokrate.reports.files import write_bytes
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file types")
 
-SCALE = int(os.environ.get("TOKRATE_FUZZ_SCALE", "1"))
+SCALE = FUZZ_SCALE
 EXAMPLES = {"report_file": 250, "plots_dir": 80}
 #: The number of fuzz examples this module runs (for the closing note of the issue).
 TOTAL_EXAMPLES = sum(EXAMPLES.values()) * SCALE
@@ -49,13 +50,7 @@ KEEP = b"keep me\n"
 
 
 def fuzz(name: str) -> Any:
-    return settings(
-        max_examples=EXAMPLES[name] * SCALE,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    )
+    return fuzz_settings(EXAMPLES[name])
 
 
 def build_sandbox(parent: Path) -> Path:

@@ -21,22 +21,22 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from reliability_support import FUZZ_SCALE, fuzz_settings
 
 from pytest_tokrate.backends.base import Backend, Request
 from pytest_tokrate.core.measure import derive_sample
 from pytest_tokrate.core.runner import Runner
 from pytest_tokrate.errors import TokrateError
 
-SCALE = int(os.environ.get("TOKRATE_FUZZ_SCALE", "1"))
+SCALE = FUZZ_SCALE
 EXAMPLES = {
     "ollama_near_miss": 120,
     "ollama_lines": 80,
@@ -51,13 +51,7 @@ REQUEST = Request(prompt="Say hi.", options={"num_predict": 8}, timeout_s=TIMEOU
 
 
 def fuzz(name: str) -> Any:
-    return settings(
-        max_examples=EXAMPLES[name] * SCALE,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    )
+    return fuzz_settings(EXAMPLES[name])
 
 
 # -- a server that answers with the example's body ------------------------------------------

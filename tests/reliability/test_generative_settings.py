@@ -16,14 +16,13 @@ A few end-to-end runs prove the exit code and message of known cases.
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from reliability_support import assert_clean, output
+from reliability_support import FUZZ_SCALE, assert_clean, fuzz_settings, output
 
 from pytest_tokrate.backends.server_settings import parse_server_setting
 from pytest_tokrate.core.gen_options import BOUNDS, KNOWN_OPTIONS, validate_options
@@ -43,7 +42,7 @@ from pytest_tokrate.plugin import options as plugin_options
 from pytest_tokrate.plugin.fixture import marker_layer
 from pytest_tokrate.plugin.session_config import ini_flag
 
-SCALE = int(os.environ.get("TOKRATE_FUZZ_SCALE", "1"))
+SCALE = FUZZ_SCALE
 EXAMPLES = {
     "cli_types": 300,
     "ini_readers": 200,
@@ -57,13 +56,7 @@ MAX_MESSAGE = 1500
 
 
 def fuzz(name: str) -> Any:
-    return settings(
-        max_examples=EXAMPLES[name] * SCALE,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    return fuzz_settings(EXAMPLES[name])
 
 
 NUMBERISH = st.sampled_from(

@@ -18,14 +18,14 @@ import contextlib
 import copy
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from reliability_support import FUZZ_SCALE, fuzz_settings
 
 from pytest_tokrate.errors import BaselineError, TokrateError
 from pytest_tokrate.gate import store as baselines
@@ -33,7 +33,7 @@ from pytest_tokrate.gate.judge import judge_run
 from pytest_tokrate.gate.rule import GateSettings
 from pytest_tokrate.quality.suite import SuiteError, load_suite
 
-SCALE = int(os.environ.get("TOKRATE_FUZZ_SCALE", "1"))
+SCALE = FUZZ_SCALE
 EXAMPLES = {
     "baseline_bytes": 150,
     "baseline_json": 150,
@@ -49,13 +49,7 @@ TOTAL_EXAMPLES = sum(EXAMPLES.values()) * SCALE
 def fuzz(name: str, examples: dict[str, int] = EXAMPLES) -> Any:
     """Hypothesis settings of the fuzz test ``name`` (its count in ``examples``): also used
     by the generative suite tests, each module with its own table of counts."""
-    return settings(
-        max_examples=examples[name] * SCALE,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    )
+    return fuzz_settings(examples[name])
 
 
 SCALARS = (
