@@ -17,7 +17,6 @@ them), so CI sees the same inputs each time.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 import json
@@ -32,13 +31,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from reliability_support import FUZZ_SCALE, fuzz_settings
+from test_loader_fuzzing import judge_each_run
 
 from pytest_tokrate import cli
 from pytest_tokrate.core.limits import MAX_DEPTH
-from pytest_tokrate.errors import BaselineError, TokrateError
+from pytest_tokrate.errors import BaselineError
 from pytest_tokrate.gate import store as baselines
-from pytest_tokrate.gate.judge import judge_run
-from pytest_tokrate.gate.rule import GateSettings
 
 SCALE = FUZZ_SCALE
 EXAMPLES = {
@@ -129,17 +127,7 @@ def assert_possible(loaded: baselines.Baseline, current: Any, fingerprint: Any) 
         for figure, values in run["samples"].items():
             bad = [v for v in values if not possible(figure, v)]
             assert not bad, f"{label}.{figure} loaded with {bad}"
-        with contextlib.suppress(TokrateError):  # a documented error is an allowed end
-            judge_run(
-                test_id=loaded.test_id,
-                where="generated",
-                baseline=run,
-                baseline_fingerprint=loaded.fingerprint,
-                current=current,
-                current_fingerprint=fingerprint,
-                settings=GateSettings(),
-                recorded_at=loaded.data.get("recorded_at"),
-            )
+    judge_each_run(loaded, current, fingerprint)
 
 
 # -- impossible samples ---------------------------------------------------------------------

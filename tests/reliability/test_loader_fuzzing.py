@@ -147,6 +147,14 @@ def load_and_judge(text: str, current: dict[str, Any], fingerprint: dict[str, An
     except BaselineError as exc:
         assert "baselines/fuzz@embedded.json" in str(exc)  # it names the file
         return
+    judge_each_run(loaded, current, fingerprint)
+
+
+def judge_each_run(
+    loaded: baselines.Baseline, current: dict[str, Any], fingerprint: dict[str, Any]
+) -> None:
+    """Compare each run of a loaded baseline with ``current``, as the gate does: only
+    findings or a documented error may come out (also used by the generative suite)."""
     for label, run in loaded.runs.items():
         with contextlib.suppress(TokrateError):  # a documented error is fine
             judge_run(
