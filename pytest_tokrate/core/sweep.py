@@ -140,7 +140,7 @@ def run_sweep(
             "prompt_lengths= pads a prompt given as text: pass prompt='...' rather than "
             "messages=[...] to sweep prompt lengths."
         )
-    base = replace(request, options=dict(settings.options), timeout_s=settings.timeout_s)
+    base = runner.check(request, settings)  # what only the engine knows, before the warm-up
     for _ in range(settings.warmup):
         runner.one_round(runner.request_for_round(base, settings, measured=False))
     backend = runner.backend

@@ -334,7 +334,6 @@ class Tokrate:
             LevelLayer("tokrate.sweep()", concurrency, gen_lengths, prompt_lengths, requests)
         )
         runner = self.runner_factory(self.session.backend_for(self.spec))
-        runner.check(request, settings)  # what only the engine knows, before the warm-up
         result = run_sweep(runner, request, settings, levels, self.test_id, label)
         self.sweeps.append(result)
         self.session.sweeps.append(result)
